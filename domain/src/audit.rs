@@ -1,0 +1,84 @@
+//! Audit events: who did what to which subject, when. Append-only; each stored event carries
+//! room for the hash chain that makes the trail tamper-evident.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::organisation::OrganisationId;
+
+/// Who caused an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// An unauthenticated caller of a public endpoint (registration).
+    Anonymous,
+    /// An organisation, authenticated by its registration token or access token.
+    Organisation(OrganisationId),
+    /// An operator running a command of the `federation-gateway` binary.
+    Operator(String),
+}
+
+impl Actor {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::Organisation(_) => "organisation",
+            Self::Operator(_) => "operator",
+        }
+    }
+
+    pub fn id(&self) -> Option<String> {
+        match self {
+            Self::Anonymous => None,
+            Self::Organisation(id) => Some(id.to_string()),
+            Self::Operator(name) => Some(name.clone()),
+        }
+    }
+}
+
+/// What happened. The string forms are stored and must stay stable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    OrganisationRegistered,
+    OrganisationUpdated,
+    SecureDomainsImported,
+}
+
+impl AuditAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrganisationRegistered => "organisation.registered",
+            Self::OrganisationUpdated => "organisation.updated",
+            Self::SecureDomainsImported => "secure_domains.imported",
+        }
+    }
+}
+
+/// An event about to be appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewAuditEvent {
+    pub occurred_at: DateTime<Utc>,
+    pub actor: Actor,
+    pub action: AuditAction,
+    pub subject_type: &'static str,
+    pub subject_id: Option<String>,
+    /// The request that caused it, to join the audit trail with the logs.
+    pub request_id: Option<String>,
+    /// What changed; never a secret.
+    pub details: serde_json::Value,
+}
+
+/// An event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditEvent {
+    /// Position in the trail: strictly increasing, the order of the hash chain.
+    pub seq: i64,
+    pub id: Uuid,
+    pub occurred_at: DateTime<Utc>,
+    pub actor_type: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub subject_type: String,
+    pub subject_id: Option<String>,
+    pub request_id: Option<String>,
+    pub details: serde_json::Value,
+}

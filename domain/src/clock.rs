@@ -1,0 +1,17 @@
+//! The time port: code asks a `Clock`, so tests can pin the time.
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Now, in UTC, to whole microseconds (what both databases store).
+    fn now(&self) -> DateTime<Utc>;
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now().trunc_subsecs(6)
+    }
+}

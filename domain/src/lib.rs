@@ -1,0 +1,34 @@
+//! The Federation Gateway's problem language: newtypes parsed at the boundary, entities,
+//! policy rules and the ports (repository traits, clock) that outer layers implement.
+//!
+//! Nothing here knows about HTTP, SQL or OpenAPI.
+
+pub mod accreditation;
+pub mod audit;
+pub mod category;
+pub mod clock;
+pub mod contact;
+pub mod dns;
+pub mod exchange;
+pub mod ods;
+pub mod organisation;
+pub mod ports;
+pub mod text;
+pub mod validation;
+
+pub use accreditation::SecureDomainPattern;
+pub use audit::{Actor, AuditAction, AuditEvent, NewAuditEvent};
+pub use category::CareCategory;
+pub use clock::{Clock, SystemClock};
+pub use contact::{Contact, ContactRole, Contacts, EmailAddress};
+pub use dns::EmailDomain;
+pub use exchange::ExchangeVersion;
+pub use ods::OdsCode;
+pub use organisation::{
+    ClaimedDomain, NewOrganisation, Organisation, OrganisationChange, OrganisationId, Version,
+};
+pub use ports::{
+    AuditRepository, Conflict, CredentialDigest, HealthCheck, OrganisationRepository,
+    RepositoryError, SecureDomainRepository, StoredCredential,
+};
+pub use validation::{FieldError, ValidationErrors};
