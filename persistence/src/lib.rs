@@ -1,1 +1,18 @@
-//! placeholder
+//! Storage for the Federation Gateway: diesel over SQLite (the embedded default) and
+//! PostgreSQL, behind one `MultiConnection`; migrations per backend; the domain's repository
+//! ports implemented on [`Database`].
+
+mod audit;
+mod connection;
+mod database_url;
+mod error;
+mod models;
+mod organisations;
+pub mod schema;
+mod secure_domains;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use connection::{Backend, ConnectionFactory, Database, DbConnection, PoolOptions};
+pub use database_url::{DatabaseUrl, DatabaseUrlError};
+pub use error::StoreError;

@@ -1,0 +1,236 @@
+//! Connections and the pool: one `MultiConnection` over SQLite and PostgreSQL, opened
+//! explicitly by the URL's scheme so a failure reports the real cause.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::r2d2::{ManageConnection, Pool, PooledConnection};
+use diesel::{Connection, PgConnection, RunQueryDsl, SqliteConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use gateway_domain::{HealthCheck, RepositoryError};
+
+use crate::database_url::DatabaseUrl;
+use crate::error::{unavailable, StoreError, TxError};
+
+#[derive(diesel::MultiConnection)]
+pub enum DbConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl std::fmt::Debug for DbConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Postgres(_) => f.write_str("DbConnection::Postgres"),
+            Self::Sqlite(_) => f.write_str("DbConnection::Sqlite"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "SQLite",
+            Self::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// How long a SQLite connection waits for another writer's lock before failing.
+const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// Opens connections for the pool, choosing the backend from the URL.
+#[derive(Debug)]
+pub struct ConnectionFactory {
+    url: DatabaseUrl,
+}
+
+impl ConnectionFactory {
+    fn open(&self) -> Result<DbConnection, StoreError> {
+        let connect_error = |source| StoreError::Connect {
+            backend: self.url.backend().name(),
+            url: self.url.to_string(),
+            source,
+        };
+        match &self.url {
+            DatabaseUrl::Postgres(raw) => PgConnection::establish(raw)
+                .map(DbConnection::Postgres)
+                .map_err(connect_error),
+            DatabaseUrl::Sqlite(path) => {
+                let path_text = path.to_string_lossy();
+                let mut conn =
+                    SqliteConnection::establish(&path_text).map_err(connect_error)?;
+                // busy_timeout first, so that switching to WAL waits for other openers.
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
+                     PRAGMA journal_mode = WAL;
+                     PRAGMA synchronous = NORMAL;
+                     PRAGMA foreign_keys = ON;"
+                ))
+                .map_err(|e| connect_error(diesel::ConnectionError::CouldntSetupConfiguration(e)))?;
+                Ok(DbConnection::Sqlite(conn))
+            }
+        }
+    }
+}
+
+impl ManageConnection for ConnectionFactory {
+    type Connection = DbConnection;
+    type Error = StoreError;
+
+    fn connect(&self) -> Result<DbConnection, StoreError> {
+        self.open()
+    }
+
+    fn is_valid(&self, conn: &mut DbConnection) -> Result<(), StoreError> {
+        conn.batch_execute("SELECT 1").map_err(StoreError::Query)
+    }
+
+    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
+        false
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The gateway's database: a connection pool plus what it takes to use it safely.
+pub struct Database {
+    pool: Pool<ConnectionFactory>,
+    backend: Backend,
+    /// SQLite allows one writer at a time; taking turns in-process avoids lock-upgrade
+    /// failures between deferred transactions. PostgreSQL needs no such lock.
+    write_lock: Option<Mutex<()>>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("backend", &self.backend)
+            .field("state", &self.pool.state())
+            .finish()
+    }
+}
+
+impl Database {
+    /// Connects (creating the SQLite file and its directory if missing) and checks that a
+    /// first connection can be opened, so a bad URL fails here with its real cause.
+    pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> Result<Self, StoreError> {
+        if let DatabaseUrl::Sqlite(path) = url {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDirectory {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let factory = ConnectionFactory { url: url.clone() };
+        // Open one connection by hand first: r2d2 would only report a timeout.
+        let first = factory.open()?;
+        drop(first);
+        let pool = Pool::builder()
+            .max_size(options.max_connections)
+            .connection_timeout(options.connect_timeout)
+            .build(factory)?;
+        let backend = url.backend();
+        Ok(Self {
+            pool,
+            backend,
+            write_lock: (backend == Backend::Sqlite).then(|| Mutex::new(())),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies pending migrations; returns the versions applied.
+    pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.pool.get()?;
+        let applied = match &mut *conn {
+            DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+            DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+        }
+        .map_err(StoreError::Migration)?;
+        Ok(applied.iter().map(ToString::to_string).collect())
+    }
+
+    /// Reverts every applied migration (for tests of the down migrations).
+    pub fn revert_all_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.pool.get()?;
+        let reverted = match &mut *conn {
+            DbConnection::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS),
+            DbConnection::Postgres(c) => c.revert_all_migrations(POSTGRES_MIGRATIONS),
+        }
+        .map_err(StoreError::Migration)?;
+        Ok(reverted.iter().map(ToString::to_string).collect())
+    }
+
+    /// A pooled connection, for code in this crate and for tests that inspect the schema.
+    pub fn connection(&self) -> Result<PooledConnection<ConnectionFactory>, StoreError> {
+        Ok(self.pool.get()?)
+    }
+
+    fn write_guard(&self) -> Option<MutexGuard<'_, ()>> {
+        self.write_lock
+            .as_ref()
+            .map(|lock| lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    /// Runs `f` in a read transaction.
+    pub(crate) fn read<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, TxError>,
+    ) -> Result<T, RepositoryError> {
+        let mut conn = self.pool.get().map_err(unavailable)?;
+        DbConnection::transaction(&mut conn, f).map_err(into_repository_error)
+    }
+
+    /// Runs `f` in a write transaction: all of it commits, or none of it.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, TxError>,
+    ) -> Result<T, RepositoryError> {
+        let _turn = self.write_guard();
+        let mut conn = self.pool.get().map_err(unavailable)?;
+        DbConnection::transaction(&mut conn, f).map_err(into_repository_error)
+    }
+}
+
+fn into_repository_error(error: TxError) -> RepositoryError {
+    match error {
+        TxError::Domain(error) => error,
+        TxError::Diesel(error) => unavailable(error),
+    }
+}
+
+impl HealthCheck for Database {
+    fn ping(&self) -> Result<(), RepositoryError> {
+        self.read(|conn| {
+            diesel::sql_query("SELECT 1").execute(conn)?;
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,71 @@
+//! Diesel table definitions, shared by both backends (the migrations keep them identical).
+
+diesel::table! {
+    organisations (id) {
+        id -> Text,
+        ods_code -> Text,
+        name -> Text,
+        category -> Text,
+        exchange_version -> Text,
+        ig_lead_name -> Text,
+        ig_lead_email -> Text,
+        technical_name -> Text,
+        technical_email -> Text,
+        business_need -> Text,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    organisation_domains (domain) {
+        domain -> Text,
+        organisation_id -> Text,
+        position -> Integer,
+    }
+}
+
+diesel::table! {
+    registration_credentials (selector) {
+        selector -> Text,
+        organisation_id -> Text,
+        secret_sha256 -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    secure_email_domains (pattern) {
+        pattern -> Text,
+        imported_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    audit_events (seq) {
+        seq -> BigInt,
+        id -> Text,
+        occurred_at -> Timestamp,
+        actor_type -> Text,
+        actor_id -> Nullable<Text>,
+        action -> Text,
+        subject_type -> Text,
+        subject_id -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        details -> Text,
+        prev_hash -> Nullable<Text>,
+        hash -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(organisation_domains -> organisations (organisation_id));
+diesel::joinable!(registration_credentials -> organisations (organisation_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    organisations,
+    organisation_domains,
+    registration_credentials,
+    secure_email_domains,
+    audit_events,
+);
