@@ -1,1 +1,18 @@
-//! placeholder
+//! The Federation Gateway HTTP service: routes, wire types, authentication extractors,
+//! problem+json errors, configuration and start-up.
+
+pub mod commands;
+pub mod config;
+pub mod credentials;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod rate_limit;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+
+pub use config::Settings;
+pub use startup::Application;

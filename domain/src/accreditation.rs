@@ -29,7 +29,9 @@ impl SecureDomainPattern {
 
     pub fn covers(&self, domain: &EmailDomain) -> bool {
         if self.wildcard {
-            domain.parents().any(|parent| parent == self.domain.as_str())
+            domain
+                .parents()
+                .any(|parent| parent == self.domain.as_str())
         } else {
             domain == &self.domain
         }
@@ -57,7 +59,9 @@ pub struct ListLineError {
 /// Parses the newline-separated list as published: one domain or `*.` wildcard a line; blank
 /// lines and `#` comments are ignored; duplicates collapse. Any bad line rejects the whole
 /// file, so a half-read list never replaces a good one.
-pub fn parse_secure_domain_list(text: &str) -> Result<Vec<SecureDomainPattern>, Vec<ListLineError>> {
+pub fn parse_secure_domain_list(
+    text: &str,
+) -> Result<Vec<SecureDomainPattern>, Vec<ListLineError>> {
     let mut patterns = Vec::new();
     let mut seen = std::collections::HashSet::new();
     let mut errors = Vec::new();
@@ -117,7 +121,8 @@ mod tests {
 
     #[test]
     fn a_bad_line_rejects_the_file_and_names_the_line() {
-        let errors = parse_secure_domain_list("good.org.uk\nnot a domain\n*.*.x.org\n").unwrap_err();
+        let errors =
+            parse_secure_domain_list("good.org.uk\nnot a domain\n*.*.x.org\n").unwrap_err();
         assert_eq!(errors.iter().map(|e| e.line).collect::<Vec<_>>(), [2, 3]);
     }
 }

@@ -79,7 +79,10 @@ mod tests {
 
     #[test]
     fn unknown_category_is_refused() {
-        assert_eq!(CareCategory::parse("NHS Trust").map_err(|e| e.rule), Err("one_of"));
+        assert_eq!(
+            CareCategory::parse("NHS Trust").map_err(|e| e.rule),
+            Err("one_of")
+        );
         assert_eq!(CareCategory::parse("").map_err(|e| e.rule), Err("one_of"));
     }
 }

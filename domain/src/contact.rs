@@ -42,7 +42,9 @@ impl EmailAddress {
             || local.ends_with('.')
             || local.contains("..")
         {
-            return Err(invalid("the part before @ has characters that are not allowed"));
+            return Err(invalid(
+                "the part before @ has characters that are not allowed",
+            ));
         }
         let domain = EmailDomain::parse(domain).map_err(|e| invalid(&e.message))?;
         let address = format!("{local}@{domain}");
@@ -94,7 +96,12 @@ impl Contact {
         let mut errors = ValidationErrors::default();
         let name = errors.check("name", PersonName::parse(name));
         let email = errors.check("email", EmailAddress::parse(email));
-        errors.finish(|| Some(Self { name: name?, email: email? }))
+        errors.finish(|| {
+            Some(Self {
+                name: name?,
+                email: email?,
+            })
+        })
     }
 }
 
@@ -109,13 +116,21 @@ mod tests {
     use super::*;
 
     fn rule(raw: &str) -> Result<String, &'static str> {
-        EmailAddress::parse(raw).map(String::from).map_err(|e| e.rule)
+        EmailAddress::parse(raw)
+            .map(String::from)
+            .map_err(|e| e.rule)
     }
 
     #[test]
     fn accepts_ordinary_addresses_and_lowercases_the_domain() {
-        assert_eq!(rule("Jane.Doe@Example.ORG").as_deref(), Ok("Jane.Doe@example.org"));
-        assert_eq!(rule(" ig+lead@care.org.uk ").as_deref(), Ok("ig+lead@care.org.uk"));
+        assert_eq!(
+            rule("Jane.Doe@Example.ORG").as_deref(),
+            Ok("Jane.Doe@example.org")
+        );
+        assert_eq!(
+            rule(" ig+lead@care.org.uk ").as_deref(),
+            Ok("ig+lead@care.org.uk")
+        );
     }
 
     #[test]
@@ -134,13 +149,20 @@ mod tests {
         ] {
             assert_eq!(rule(bad), Err("email"), "{bad}");
         }
-        assert_eq!(rule(&format!("{}@example.org", "a".repeat(65))), Err("email"));
+        assert_eq!(
+            rule(&format!("{}@example.org", "a".repeat(65))),
+            Err("email")
+        );
     }
 
     #[test]
     fn contact_reports_both_fields() {
         let errors = Contact::parse("", "nope").unwrap_err();
-        let fields: Vec<_> = errors.0.iter().map(|e| (e.field.as_str(), e.rule)).collect();
+        let fields: Vec<_> = errors
+            .0
+            .iter()
+            .map(|e| (e.field.as_str(), e.rule))
+            .collect();
         assert_eq!(fields, [("name", "required"), ("email", "email")]);
     }
 }

@@ -8,7 +8,9 @@ use crate::validation::RuleViolation;
 ///
 /// Parsing checks only the shape of the name; whether an organisation may *claim* it is
 /// [`EmailDomain::check_claimable`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct EmailDomain(String);
 
@@ -26,7 +28,10 @@ impl EmailDomain {
 
     pub fn parse(raw: &str) -> Result<Self, RuleViolation> {
         let trimmed = raw.trim();
-        let value = trimmed.strip_suffix('.').unwrap_or(trimmed).to_ascii_lowercase();
+        let value = trimmed
+            .strip_suffix('.')
+            .unwrap_or(trimmed)
+            .to_ascii_lowercase();
         if value.is_empty() {
             return Err(RuleViolation::new("required", "must not be empty"));
         }
@@ -138,14 +143,22 @@ mod tests {
     use super::*;
 
     fn rule(raw: &str) -> Result<String, &'static str> {
-        EmailDomain::parse(raw).map(String::from).map_err(|e| e.rule)
+        EmailDomain::parse(raw)
+            .map(String::from)
+            .map_err(|e| e.rule)
     }
 
     #[test]
     fn accepts_and_normalises_valid_names() {
-        assert_eq!(rule("Leeds-Care.org.UK").as_deref(), Ok("leeds-care.org.uk"));
+        assert_eq!(
+            rule("Leeds-Care.org.UK").as_deref(),
+            Ok("leeds-care.org.uk")
+        );
         assert_eq!(rule(" example.com. ").as_deref(), Ok("example.com"));
-        assert_eq!(rule("xn--bcher-kva.example").as_deref(), Ok("xn--bcher-kva.example"));
+        assert_eq!(
+            rule("xn--bcher-kva.example").as_deref(),
+            Ok("xn--bcher-kva.example")
+        );
         assert_eq!(rule("a1.b2.c3.nhs.uk").as_deref(), Ok("a1.b2.c3.nhs.uk"));
     }
 
@@ -179,13 +192,22 @@ mod tests {
         }
         // Look-alikes that are not under nhs.net are ordinary domains.
         for name in ["notnhs.net", "nhs.net.example.org", "nhs.uk"] {
-            assert!(EmailDomain::parse(name).unwrap().check_claimable().is_ok(), "{name}");
+            assert!(
+                EmailDomain::parse(name).unwrap().check_claimable().is_ok(),
+                "{name}"
+            );
         }
     }
 
     #[test]
     fn retired_gsi_domains_are_refused() {
-        for name in ["leeds.gcsx.gov.uk", "gcsx.gov.uk", "x.gsi.gov.uk", "x.gse.gov.uk", "x.gsx.gov.uk"] {
+        for name in [
+            "leeds.gcsx.gov.uk",
+            "gcsx.gov.uk",
+            "x.gsi.gov.uk",
+            "x.gse.gov.uk",
+            "x.gsx.gov.uk",
+        ] {
             let domain = EmailDomain::parse(name).unwrap();
             assert_eq!(
                 domain.check_claimable().map_err(|e| e.rule),
@@ -193,12 +215,18 @@ mod tests {
                 "{name}"
             );
         }
-        assert!(EmailDomain::parse("leeds.gov.uk").unwrap().check_claimable().is_ok());
+        assert!(EmailDomain::parse("leeds.gov.uk")
+            .unwrap()
+            .check_claimable()
+            .is_ok());
     }
 
     #[test]
     fn parents_are_listed_nearest_first() {
         let domain = EmailDomain::parse("a.b.nhs.uk").unwrap();
-        assert_eq!(domain.parents().collect::<Vec<_>>(), ["b.nhs.uk", "nhs.uk", "uk"]);
+        assert_eq!(
+            domain.parents().collect::<Vec<_>>(),
+            ["b.nhs.uk", "nhs.uk", "uk"]
+        );
     }
 }

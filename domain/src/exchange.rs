@@ -62,10 +62,7 @@ impl ExchangeVersion {
         }
         Err(RuleViolation::new(
             "one_of",
-            format!(
-                "must be one of {}",
-                Self::ALL.map(Self::as_str).join(", ")
-            ),
+            format!("must be one of {}", Self::ALL.map(Self::as_str).join(", ")),
         ))
     }
 }

@@ -8,7 +8,9 @@ use crate::validation::RuleViolation;
 ///
 /// Real codes are 3 (trusts, e.g. `RR8`) to 9 characters (some sites and branches); we accept
 /// 3 to 10 ASCII letters and digits.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(try_from = "String", into = "String")]
 pub struct OdsCode(String);
 
@@ -78,7 +80,10 @@ mod tests {
             ("8JL89", "8JL89"),
             ("RX1AB0001", "RX1AB0001"),
         ] {
-            assert_eq!(OdsCode::parse(raw).map(String::from).as_deref(), Ok(expected));
+            assert_eq!(
+                OdsCode::parse(raw).map(String::from).as_deref(),
+                Ok(expected)
+            );
         }
     }
 

@@ -14,7 +14,9 @@ use crate::ods::OdsCode;
 use crate::text::{BusinessNeed, OrganisationName};
 use crate::validation::{FieldError, RuleViolation, ValidationErrors};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct OrganisationId(Uuid);
 
@@ -162,8 +164,10 @@ impl NewOrganisation {
         let ods_code = errors.check("ods_code", OdsCode::parse(&form.ods_code));
         let name = errors.check("name", OrganisationName::parse(&form.name));
         let category = errors.check("category", CareCategory::parse(&form.category));
-        let exchange_version =
-            errors.check("exchange_version", ExchangeVersion::parse(&form.exchange_version));
+        let exchange_version = errors.check(
+            "exchange_version",
+            ExchangeVersion::parse(&form.exchange_version),
+        );
         let domains = errors.nested("domains", parse_domains(&form.domains));
         let ig_lead = errors.nested("contacts.ig_lead", parse_contact(&form.ig_lead));
         let technical = errors.nested("contacts.technical", parse_contact(&form.technical));
@@ -221,8 +225,7 @@ impl OrganisationChange {
             change.category = errors.check("category", CareCategory::parse(raw));
         }
         if let Some(raw) = &form.exchange_version {
-            change.exchange_version =
-                errors.check("exchange_version", ExchangeVersion::parse(raw));
+            change.exchange_version = errors.check("exchange_version", ExchangeVersion::parse(raw));
         }
         if let Some(raw) = &form.domains {
             change.domains = errors.nested("domains", parse_domains(raw));
@@ -242,7 +245,11 @@ impl OrganisationChange {
     /// Applies the change, returning the new state and the names of the fields that really
     /// changed (for the audit trail). Accreditation of kept domains is carried over; new
     /// domains start unaccredited until the store looks them up.
-    pub fn apply(&self, current: &Organisation, at: DateTime<Utc>) -> (Organisation, Vec<&'static str>) {
+    pub fn apply(
+        &self,
+        current: &Organisation,
+        at: DateTime<Utc>,
+    ) -> (Organisation, Vec<&'static str>) {
         let mut next = current.clone();
         let mut changed = Vec::new();
         if let Some(name) = &self.name {
@@ -346,7 +353,12 @@ mod tests {
         let mut form = valid_form();
         form.ods_code = "A-1".into();
         form.exchange_version = "exchange_2007".into();
-        form.domains = vec!["ok.org.uk".into(), "x.nhs.net".into(), "OK.org.uk".into(), "y.gcsx.gov.uk".into()];
+        form.domains = vec![
+            "ok.org.uk".into(),
+            "x.nhs.net".into(),
+            "OK.org.uk".into(),
+            "y.gcsx.gov.uk".into(),
+        ];
         form.technical.email = "nope".into();
         form.business_need = String::new();
         assert_eq!(
@@ -368,7 +380,9 @@ mod tests {
         let mut form = valid_form();
         form.domains.clear();
         assert_eq!(rules(&form), [("domains".to_owned(), "count")]);
-        form.domains = (0..=MAX_DOMAINS).map(|i| format!("d{i}.example.org")).collect();
+        form.domains = (0..=MAX_DOMAINS)
+            .map(|i| format!("d{i}.example.org"))
+            .collect();
         assert_eq!(rules(&form), [("domains".to_owned(), "count")]);
         form.domains.pop();
         assert!(rules(&form).is_empty());
@@ -386,7 +400,10 @@ mod tests {
             domains: new
                 .domains
                 .into_iter()
-                .map(|name| ClaimedDomain { accredited: true, name })
+                .map(|name| ClaimedDomain {
+                    accredited: true,
+                    name,
+                })
                 .collect(),
             contacts: new.contacts,
             business_need: new.business_need,
@@ -419,7 +436,10 @@ mod tests {
         assert_eq!(changed, ["name", "domains"]);
         assert_eq!(next.version, Version(2));
         assert_eq!(next.updated_at, at);
-        assert!(next.domains[0].accredited, "kept domain keeps its accreditation");
+        assert!(
+            next.domains[0].accredited,
+            "kept domain keeps its accreditation"
+        );
         assert!(!next.domains[1].accredited);
     }
 
@@ -431,10 +451,17 @@ mod tests {
             ..ChangeForm::default()
         })
         .unwrap_err();
-        let got: Vec<_> = errors.0.iter().map(|e| (e.field.as_str(), e.rule)).collect();
+        let got: Vec<_> = errors
+            .0
+            .iter()
+            .map(|e| (e.field.as_str(), e.rule))
+            .collect();
         assert_eq!(
             got,
-            [("exchange_version", "minimum_version"), ("domains[0]", "reserved_domain")]
+            [
+                ("exchange_version", "minimum_version"),
+                ("domains[0]", "reserved_domain")
+            ]
         );
     }
 }

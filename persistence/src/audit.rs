@@ -9,9 +9,14 @@ use crate::error::TxError;
 use crate::models::{AuditRow, NewAuditRow};
 use crate::schema::audit_events;
 
-pub(crate) fn append_event(conn: &mut DbConnection, event: &NewAuditEvent) -> Result<AuditEvent, TxError> {
+pub(crate) fn append_event(
+    conn: &mut DbConnection,
+    event: &NewAuditEvent,
+) -> Result<AuditEvent, TxError> {
     let row = NewAuditRow::from_event(event);
-    diesel::insert_into(audit_events::table).values(&row).execute(conn)?;
+    diesel::insert_into(audit_events::table)
+        .values(&row)
+        .execute(conn)?;
     let stored: AuditRow = audit_events::table
         .filter(audit_events::id.eq(&row.id))
         .select(AuditRow::as_select())

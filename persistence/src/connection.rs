@@ -68,8 +68,7 @@ impl ConnectionFactory {
                 .map_err(connect_error),
             DatabaseUrl::Sqlite(path) => {
                 let path_text = path.to_string_lossy();
-                let mut conn =
-                    SqliteConnection::establish(&path_text).map_err(connect_error)?;
+                let mut conn = SqliteConnection::establish(&path_text).map_err(connect_error)?;
                 // busy_timeout first, so that switching to WAL waits for other openers.
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
@@ -77,7 +76,9 @@ impl ConnectionFactory {
                      PRAGMA synchronous = NORMAL;
                      PRAGMA foreign_keys = ON;"
                 ))
-                .map_err(|e| connect_error(diesel::ConnectionError::CouldntSetupConfiguration(e)))?;
+                .map_err(|e| {
+                    connect_error(diesel::ConnectionError::CouldntSetupConfiguration(e))
+                })?;
                 Ok(DbConnection::Sqlite(conn))
             }
         }

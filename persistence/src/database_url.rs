@@ -47,7 +47,8 @@ impl DatabaseUrl {
                 Ok(Self::Sqlite(PathBuf::from(path)))
             }
             "postgres" | "postgresql" => {
-                url::Url::parse(raw).map_err(|e| DatabaseUrlError::InvalidPostgres(e.to_string()))?;
+                url::Url::parse(raw)
+                    .map_err(|e| DatabaseUrlError::InvalidPostgres(e.to_string()))?;
                 Ok(Self::Postgres(raw.to_owned()))
             }
             other => Err(DatabaseUrlError::UnsupportedScheme(other.to_owned())),
@@ -76,7 +77,11 @@ impl fmt::Display for DatabaseUrl {
                     let pairs: Vec<(String, String)> = parsed
                         .query_pairs()
                         .map(|(k, v)| {
-                            let v = if k.eq_ignore_ascii_case("password") { "REDACTED".into() } else { v.into_owned() };
+                            let v = if k.eq_ignore_ascii_case("password") {
+                                "REDACTED".into()
+                            } else {
+                                v.into_owned()
+                            };
                             (k.into_owned(), v)
                         })
                         .collect();
@@ -115,8 +120,14 @@ mod tests {
             DatabaseUrl::parse("sqlite:gw.db"),
             Ok(DatabaseUrl::Sqlite("gw.db".into()))
         );
-        assert_eq!(DatabaseUrl::parse("sqlite://"), Err(DatabaseUrlError::MissingPath));
-        assert_eq!(DatabaseUrl::parse("sqlite::memory:"), Err(DatabaseUrlError::InMemory));
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://"),
+            Err(DatabaseUrlError::MissingPath)
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite::memory:"),
+            Err(DatabaseUrlError::InMemory)
+        );
     }
 
     #[test]
@@ -132,7 +143,10 @@ mod tests {
 
     #[test]
     fn display_never_shows_the_password() {
-        let url = DatabaseUrl::parse("postgres://gw:s3cret@127.0.0.1:5432/gw?password=other&sslmode=disable").unwrap();
+        let url = DatabaseUrl::parse(
+            "postgres://gw:s3cret@127.0.0.1:5432/gw?password=other&sslmode=disable",
+        )
+        .unwrap();
         let shown = format!("{url} {url:?}");
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(!shown.contains("other"), "{shown}");

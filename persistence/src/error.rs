@@ -35,7 +35,9 @@ impl From<diesel::r2d2::PoolError> for StoreError {
 }
 
 /// Anything the store could not do becomes `Unavailable`, carrying the cause for the logs.
-pub(crate) fn unavailable(error: impl std::error::Error + Send + Sync + 'static) -> RepositoryError {
+pub(crate) fn unavailable(
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> RepositoryError {
     RepositoryError::Unavailable(Box::new(error))
 }
 

@@ -163,7 +163,8 @@ impl TryFrom<AuditRow> for AuditEvent {
     type Error = RepositoryError;
 
     fn try_from(row: AuditRow) -> Result<Self, Self::Error> {
-        let corrupt = |why: String| RepositoryError::Corrupt(format!("audit event {}: {why}", row.seq));
+        let corrupt =
+            |why: String| RepositoryError::Corrupt(format!("audit event {}: {why}", row.seq));
         Ok(AuditEvent {
             seq: row.seq,
             id: Uuid::parse_str(&row.id).map_err(|e| corrupt(e.to_string()))?,

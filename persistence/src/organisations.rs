@@ -17,7 +17,9 @@ use crate::audit::append_event;
 use crate::connection::{Database, DbConnection};
 use crate::error::TxError;
 use crate::models::{to_db_time, CredentialRow, DomainRow, OrganisationRow};
-use crate::schema::{organisation_domains, organisations, registration_credentials, secure_email_domains};
+use crate::schema::{
+    organisation_domains, organisations, registration_credentials, secure_email_domains,
+};
 
 /// Which of `names` are on the accredited list, exactly or through a `*.` wildcard.
 pub(crate) fn accreditation(
@@ -86,7 +88,10 @@ fn taken_domain(
     Ok(domains.iter().find(|d| taken.contains(d.as_str())).cloned())
 }
 
-fn conflict_of_new(conn: &mut DbConnection, new: &NewOrganisation) -> Result<Option<Conflict>, TxError> {
+fn conflict_of_new(
+    conn: &mut DbConnection,
+    new: &NewOrganisation,
+) -> Result<Option<Conflict>, TxError> {
     let ods_taken: i64 = organisations::table
         .filter(organisations::ods_code.eq(new.ods_code.as_str()))
         .count()
@@ -97,7 +102,11 @@ fn conflict_of_new(conn: &mut DbConnection, new: &NewOrganisation) -> Result<Opt
     Ok(taken_domain(conn, &new.domains, None)?.map(Conflict::DomainTaken))
 }
 
-fn insert_domains(conn: &mut DbConnection, id: &str, domains: &[EmailDomain]) -> Result<(), DieselError> {
+fn insert_domains(
+    conn: &mut DbConnection,
+    id: &str,
+    domains: &[EmailDomain],
+) -> Result<(), DieselError> {
     let rows: Vec<DomainRow> = domains
         .iter()
         .enumerate()
@@ -218,7 +227,10 @@ impl OrganisationRepository for Database {
             match current {
                 None => return Err(RepositoryError::NotFound.into()),
                 Some(version) if version != expected.0 => {
-                    return Err(RepositoryError::VersionMismatch { current: Version(version) }.into())
+                    return Err(RepositoryError::VersionMismatch {
+                        current: Version(version),
+                    }
+                    .into())
                 }
                 Some(_) => {}
             }
@@ -233,10 +245,15 @@ impl OrganisationRepository for Database {
             .set(OrganisationRow::from_entity(next))
             .execute(conn)?;
             if updated != 1 {
-                return Err(RepositoryError::VersionMismatch { current: next.version }.into());
+                return Err(RepositoryError::VersionMismatch {
+                    current: next.version,
+                }
+                .into());
             }
-            diesel::delete(organisation_domains::table.filter(organisation_domains::organisation_id.eq(&id)))
-                .execute(conn)?;
+            diesel::delete(
+                organisation_domains::table.filter(organisation_domains::organisation_id.eq(&id)),
+            )
+            .execute(conn)?;
             insert_domains(conn, &id, &domains)?;
             append_event(conn, event)?;
             load(conn, &id)?.ok_or(TxError::Domain(RepositoryError::NotFound))

@@ -66,9 +66,16 @@ impl TestDatabase {
 
     /// Connects and migrates.
     pub fn open(&self) -> Database {
-        let db = Database::connect(&self.url, &PoolOptions { max_connections: 4, ..PoolOptions::default() })
-            .unwrap_or_else(|e| panic!("cannot open test database {}: {e:?}", self.url));
-        db.migrate().unwrap_or_else(|e| panic!("cannot migrate test database: {e:?}"));
+        let db = Database::connect(
+            &self.url,
+            &PoolOptions {
+                max_connections: 4,
+                ..PoolOptions::default()
+            },
+        )
+        .unwrap_or_else(|e| panic!("cannot open test database {}: {e:?}", self.url));
+        db.migrate()
+            .unwrap_or_else(|e| panic!("cannot migrate test database: {e:?}"));
         db
     }
 }

@@ -7,8 +7,8 @@ use chrono::{DateTime, Duration, SubsecRound, Utc};
 use gateway_domain::organisation::{ChangeForm, ContactForm, RegistrationForm};
 use gateway_domain::{
     Actor, AuditAction, AuditRepository, Conflict, CredentialDigest, HealthCheck, NewAuditEvent,
-    NewOrganisation, OrganisationChange, OrganisationId, OrganisationRepository,
-    RepositoryError, SecureDomainPattern, SecureDomainRepository, Version,
+    NewOrganisation, OrganisationChange, OrganisationId, OrganisationRepository, RepositoryError,
+    SecureDomainPattern, SecureDomainRepository, Version,
 };
 use gateway_persistence::testing::TestDatabase;
 use gateway_persistence::{backend_tests, Database};
@@ -24,8 +24,14 @@ fn form(ods: &str, domains: &[&str]) -> NewOrganisation {
         category: "hospice".into(),
         exchange_version: "exchange_2019".into(),
         domains: domains.iter().map(|d| (*d).to_owned()).collect(),
-        ig_lead: ContactForm { name: "Ada".into(), email: "ada@example.org".into() },
-        technical: ContactForm { name: "Alan".into(), email: "alan@example.org".into() },
+        ig_lead: ContactForm {
+            name: "Ada".into(),
+            email: "ada@example.org".into(),
+        },
+        technical: ContactForm {
+            name: "Alan".into(),
+            email: "alan@example.org".into(),
+        },
         business_need: "Our hospice nurses need the address book.".into(),
     })
     .unwrap()
@@ -44,10 +50,17 @@ fn event(action: AuditAction, subject: Option<OrganisationId>) -> NewAuditEvent 
 }
 
 fn credential(selector: &str) -> CredentialDigest {
-    CredentialDigest { selector: selector.into(), secret_sha256: format!("{selector}-hash") }
+    CredentialDigest {
+        selector: selector.into(),
+        secret_sha256: format!("{selector}-hash"),
+    }
 }
 
-fn register(db: &Database, ods: &str, domains: &[&str]) -> Result<gateway_domain::Organisation, RepositoryError> {
+fn register(
+    db: &Database,
+    ods: &str,
+    domains: &[&str],
+) -> Result<gateway_domain::Organisation, RepositoryError> {
     let id = OrganisationId::new();
     db.create(
         id,

@@ -38,7 +38,9 @@ fn columns(db: &Database) -> BTreeSet<(String, String, bool)> {
         .load(c),
     }
     .unwrap();
-    rows.into_iter().map(|c| (c.table_name, c.column_name, c.nullable == 1)).collect()
+    rows.into_iter()
+        .map(|c| (c.table_name, c.column_name, c.nullable == 1))
+        .collect()
 }
 
 #[test]
@@ -47,10 +49,16 @@ fn both_backends_have_the_same_tables_and_columns() {
     let postgres = TestDatabase::new(Backend::Postgres);
     let sqlite_columns = columns(&sqlite.open());
     let postgres_columns = columns(&postgres.open());
-    assert!(sqlite_columns.len() > 30, "expected the foundation tables: {sqlite_columns:?}");
+    assert!(
+        sqlite_columns.len() > 30,
+        "expected the foundation tables: {sqlite_columns:?}"
+    );
     let only_sqlite: Vec<_> = sqlite_columns.difference(&postgres_columns).collect();
     let only_postgres: Vec<_> = postgres_columns.difference(&sqlite_columns).collect();
-    assert!(only_sqlite.is_empty() && only_postgres.is_empty(), "only in SQLite: {only_sqlite:?}\nonly in PostgreSQL: {only_postgres:?}");
+    assert!(
+        only_sqlite.is_empty() && only_postgres.is_empty(),
+        "only in SQLite: {only_sqlite:?}\nonly in PostgreSQL: {only_postgres:?}"
+    );
 }
 
 fn down_migrations_undo_up_migrations(backend: Backend) {
@@ -59,7 +67,11 @@ fn down_migrations_undo_up_migrations(backend: Backend) {
     assert!(!columns(&db).is_empty());
     let reverted = db.revert_all_migrations().unwrap();
     assert!(!reverted.is_empty());
-    assert!(columns(&db).is_empty(), "tables left after reverting: {:?}", columns(&db));
+    assert!(
+        columns(&db).is_empty(),
+        "tables left after reverting: {:?}",
+        columns(&db)
+    );
     let applied = db.migrate().unwrap();
     assert_eq!(applied.len(), reverted.len());
 }

@@ -1,0 +1,174 @@
+//! Typed configuration: built-in defaults, then an optional TOML file, then `GATEWAY__`
+//! environment variables. Secrets are wrapped so they never print.
+
+use std::path::Path;
+
+use anyhow::Context;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Environment variables `GATEWAY__SECTION__KEY` override the file.
+pub const ENV_PREFIX: &str = "GATEWAY";
+/// The environment variable naming a configuration file, when `--config` is not given.
+pub const CONFIG_FILE_VAR: &str = "GATEWAY_CONFIG";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub registration: RegistrationSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub public_base_url: String,
+    pub json_body_limit_bytes: usize,
+    pub shutdown_timeout_seconds: u64,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// May hold a password: kept secret, shown only through `DatabaseUrl`'s redacting Display.
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub connect_timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrationSettings {
+    pub rate_limit_per_minute: u32,
+    pub rate_limit_burst: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    pub filter: String,
+}
+
+impl Settings {
+    /// The built-in defaults alone (no file, no environment): what tests start from.
+    pub fn defaults() -> anyhow::Result<Self> {
+        config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+            .build()?
+            .try_deserialize()
+            .context("the built-in default configuration is invalid")
+    }
+
+    /// Defaults, then `file` (or the file named by `GATEWAY_CONFIG`), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        let env_file = std::env::var_os(CONFIG_FILE_VAR).map(std::path::PathBuf::from);
+        let file = file.map(Path::to_path_buf).or(env_file);
+        let mut builder = config::Config::builder()
+            .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml));
+        if let Some(file) = &file {
+            anyhow::ensure!(
+                file.exists(),
+                "configuration file {} does not exist",
+                file.display()
+            );
+            builder = builder
+                .add_source(config::File::from(file.as_path()).format(config::FileFormat::Toml));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        let settings: Settings = builder
+            .build()
+            .context("could not read the configuration")?
+            .try_deserialize()
+            .context("invalid configuration")?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        gateway_persistence::DatabaseUrl::parse(self.database.url.expose_secret())
+            .context("database.url")?;
+        anyhow::ensure!(
+            self.server.json_body_limit_bytes >= 1024,
+            "server.json_body_limit_bytes must be at least 1024"
+        );
+        anyhow::ensure!(
+            self.database.max_connections >= 1,
+            "database.max_connections must be at least 1"
+        );
+        anyhow::ensure!(
+            self.registration.rate_limit_per_minute >= 1 && self.registration.rate_limit_burst >= 1,
+            "registration.rate_limit_per_minute and rate_limit_burst must be at least 1"
+        );
+        if !self.server.public_base_url.is_empty() {
+            anyhow::ensure!(
+                self.server.public_base_url.starts_with("http://")
+                    || self.server.public_base_url.starts_with("https://"),
+                "server.public_base_url must start with http:// or https://"
+            );
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> anyhow::Result<gateway_persistence::DatabaseUrl> {
+        gateway_persistence::DatabaseUrl::parse(self.database.url.expose_secret())
+            .context("database.url")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_serve_on_loopback_with_embedded_sqlite() {
+        let settings = Settings::defaults().unwrap();
+        assert_eq!(settings.server.host, "127.0.0.1");
+        assert_eq!(settings.server.port, 8080);
+        assert_eq!(
+            settings.database.url.expose_secret(),
+            "sqlite://./data/gateway.db"
+        );
+        settings.validate().unwrap();
+    }
+
+    #[test]
+    fn debug_output_hides_the_database_url() {
+        let mut settings = Settings::defaults().unwrap();
+        settings.database.url = SecretString::from("postgres://gw:hunter2@127.0.0.1/gw");
+        assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_file_overrides_defaults_and_unknown_keys_are_refused() {
+        let dir = std::env::temp_dir().join(format!("gw-config-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(&good, "[server]\nport = 9999\n").unwrap();
+        assert_eq!(Settings::load(Some(&good)).unwrap().server.port, 9999);
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[server]\nprot = 9999\n").unwrap();
+        let error = format!("{:#}", Settings::load(Some(&bad)).unwrap_err());
+        assert!(error.contains("prot"), "{error}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

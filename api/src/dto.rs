@@ -1,0 +1,274 @@
+//! Wire types: what the API reads and writes as JSON, documented for OpenAPI. Joined to the
+//! domain with `From`; never stored.
+
+use chrono::{DateTime, Utc};
+use gateway_domain::organisation::{ChangeForm, ContactForm, RegistrationForm};
+use gateway_domain::{Contact, Organisation};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+/// The kind of care environment.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = CareCategory)]
+pub enum CareCategoryDto {
+    NhsTrust,
+    GpPractice,
+    SocialCareProvider,
+    LocalAuthority,
+    Hospice,
+    IndependentHealthcareProvider,
+    Pharmacy,
+    OtherCareProvider,
+}
+
+/// The partner's Exchange platform. Federation needs Exchange 2010 or later; older versions
+/// (e.g. `exchange_2007`) are refused with rule `minimum_version`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[schema(as = ExchangeVersion)]
+pub enum ExchangeVersionDto {
+    #[serde(rename = "exchange_2010")]
+    Exchange2010,
+    #[serde(rename = "exchange_2013")]
+    Exchange2013,
+    #[serde(rename = "exchange_2016")]
+    Exchange2016,
+    #[serde(rename = "exchange_2019")]
+    Exchange2019,
+    #[serde(rename = "exchange_online")]
+    ExchangeOnline,
+}
+
+/// A named person and their email address.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactDto {
+    /// 1 to 200 characters.
+    #[schema(example = "Ada Lovelace")]
+    pub name: String,
+    #[schema(example = "ada.lovelace@leedscare.org.uk")]
+    pub email: String,
+}
+
+/// The organisation's information-governance lead and technical contact.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactsDto {
+    pub ig_lead: ContactDto,
+    pub technical: ContactDto,
+}
+
+impl From<&ContactDto> for ContactForm {
+    fn from(dto: &ContactDto) -> Self {
+        Self {
+            name: dto.name.clone(),
+            email: dto.email.clone(),
+        }
+    }
+}
+
+impl From<&Contact> for ContactDto {
+    fn from(contact: &Contact) -> Self {
+        Self {
+            name: contact.name.to_string(),
+            email: contact.email.to_string(),
+        }
+    }
+}
+
+/// A registration of an external care organisation.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "ods_code": "AB123",
+    "name": "Leeds Community Care",
+    "category": "social_care_provider",
+    "exchange_version": "exchange_2016",
+    "domains": ["leedscare.org.uk"],
+    "contacts": {
+        "ig_lead": {"name": "Ada Lovelace", "email": "ada.lovelace@leedscare.org.uk"},
+        "technical": {"name": "Alan Turing", "email": "alan.turing@leedscare.org.uk"}
+    },
+    "business_need": "Our district nurses need to find and email GP practice staff."
+}))]
+pub struct RegistrationRequest {
+    /// The organisation's ODS code: 3 to 10 letters and digits (case is normalised to upper).
+    pub ods_code: String,
+    /// Legal name, 2 to 200 characters.
+    pub name: String,
+    #[schema(value_type = CareCategoryDto)]
+    pub category: String,
+    #[schema(value_type = ExchangeVersionDto)]
+    pub exchange_version: String,
+    /// 1 to 238 email domains the organisation sends from. `nhs.net` and its subdomains, and
+    /// the retired GSi domains (`*.gcsx.gov.uk` and kin), cannot be claimed; a domain belongs
+    /// to one organisation only.
+    pub domains: Vec<String>,
+    pub contacts: ContactsDto,
+    /// Why the organisation needs federation, 20 to 4000 characters.
+    pub business_need: String,
+}
+
+impl From<&RegistrationRequest> for RegistrationForm {
+    fn from(dto: &RegistrationRequest) -> Self {
+        Self {
+            ods_code: dto.ods_code.clone(),
+            name: dto.name.clone(),
+            category: dto.category.clone(),
+            exchange_version: dto.exchange_version.clone(),
+            domains: dto.domains.clone(),
+            ig_lead: (&dto.contacts.ig_lead).into(),
+            technical: (&dto.contacts.technical).into(),
+            business_need: dto.business_need.clone(),
+        }
+    }
+}
+
+/// Present fields must not be `null`: in a merge patch `null` would mean "remove", and these
+/// fields cannot be removed.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer)?
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom("must not be null: this field cannot be removed"))
+}
+
+/// Contacts to replace; each one given replaces that contact whole.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactsPatch {
+    #[serde(default, deserialize_with = "present")]
+    pub ig_lead: Option<ContactDto>,
+    #[serde(default, deserialize_with = "present")]
+    pub technical: Option<ContactDto>,
+}
+
+/// A JSON merge patch (RFC 7396) of a registration: fields left out stay as they are. The
+/// ODS code cannot change.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Leeds Community Care CIC", "domains": ["leedscare.org.uk", "mail.leedscare.org.uk"]}))]
+pub struct OrganisationPatch {
+    #[serde(default, deserialize_with = "present")]
+    pub name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<CareCategoryDto>)]
+    pub category: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<ExchangeVersionDto>)]
+    pub exchange_version: Option<String>,
+    /// Replaces the whole list of domains.
+    #[serde(default, deserialize_with = "present")]
+    pub domains: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub contacts: Option<ContactsPatch>,
+    #[serde(default, deserialize_with = "present")]
+    pub business_need: Option<String>,
+}
+
+impl From<&OrganisationPatch> for ChangeForm {
+    fn from(dto: &OrganisationPatch) -> Self {
+        let contacts = dto.contacts.clone().unwrap_or_default();
+        Self {
+            name: dto.name.clone(),
+            category: dto.category.clone(),
+            exchange_version: dto.exchange_version.clone(),
+            domains: dto.domains.clone(),
+            ig_lead: contacts.ig_lead.as_ref().map(ContactForm::from),
+            technical: contacts.technical.as_ref().map(ContactForm::from),
+            business_need: dto.business_need.clone(),
+        }
+    }
+}
+
+/// A domain the organisation has claimed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DomainDto {
+    #[schema(example = "leedscare.org.uk")]
+    pub name: String,
+    /// Whether the domain is on the secure-email accredited list (DCB1596).
+    pub accredited: bool,
+}
+
+/// A registered organisation.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OrganisationResponse {
+    pub id: uuid::Uuid,
+    #[schema(example = "AB123")]
+    pub ods_code: String,
+    pub name: String,
+    #[schema(value_type = CareCategoryDto)]
+    pub category: String,
+    #[schema(value_type = ExchangeVersionDto)]
+    pub exchange_version: String,
+    pub domains: Vec<DomainDto>,
+    pub contacts: ContactsDto,
+    pub business_need: String,
+    /// Increases with every change; the ETag is this number in quotes.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Organisation> for OrganisationResponse {
+    fn from(org: &Organisation) -> Self {
+        Self {
+            id: org.id.as_uuid(),
+            ods_code: org.ods_code.to_string(),
+            name: org.name.to_string(),
+            category: org.category.as_str().to_owned(),
+            exchange_version: org.exchange_version.as_str().to_owned(),
+            domains: org
+                .domains
+                .iter()
+                .map(|d| DomainDto {
+                    name: d.name.to_string(),
+                    accredited: d.accredited,
+                })
+                .collect(),
+            contacts: ContactsDto {
+                ig_lead: (&org.contacts.ig_lead).into(),
+                technical: (&org.contacts.technical).into(),
+            },
+            business_need: org.business_need.to_string(),
+            version: org.version.0,
+            created_at: org.created_at,
+            updated_at: org.updated_at,
+        }
+    }
+}
+
+/// The new organisation, with the credential to manage it (RFC 7591 style).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RegistrationResponse {
+    #[serde(flatten)]
+    pub organisation: OrganisationResponse,
+    /// Bearer token for `GET`/`PATCH` on `registration_client_uri`. Shown only this once:
+    /// the gateway stores only its hash.
+    pub registration_access_token: String,
+    /// Where to read and change this registration.
+    pub registration_client_uri: String,
+}
+
+/// Liveness or readiness.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct HealthResponse {
+    #[schema(example = "ok")]
+    pub status: String,
+    /// The database backend, on readiness.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+}
+
+/// A description of one problem type.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProblemTypeResponse {
+    #[serde(rename = "type")]
+    pub problem_type: String,
+    pub title: String,
+    pub status: u16,
+    pub description: String,
+}

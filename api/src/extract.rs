@@ -1,0 +1,283 @@
+//! Request extractors: JSON bodies that name the failing field, `If-Match`, and the
+//! registration-token caller.
+
+use actix_web::dev::Payload;
+use actix_web::error::PayloadError;
+use actix_web::http::header;
+use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
+use gateway_domain::{OrganisationId, Version};
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::credentials::PresentedToken;
+use crate::error::{ApiError, FieldProblem};
+use crate::state::AppState;
+
+/// The JSON body limit in force, set from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonLimit(pub usize);
+
+/// A JSON body deserialised with the path of any failing field.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+fn is_json(req: &HttpRequest) -> bool {
+    req.mime_type().ok().flatten().is_some_and(|mime| {
+        mime.type_() == "application"
+            && (mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
+    })
+}
+
+impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let limit = req.app_data::<JsonLimit>().map_or(64 * 1024, |l| l.0);
+        let json = is_json(req);
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        let declared_length = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let bytes = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            if declared_length.is_some_and(|n| n > limit) {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            if !json {
+                return Err(ApiError::UnsupportedMediaType(format!(
+                    "expected Content-Type: application/json, got {content_type}"
+                )));
+            }
+            let body = bytes
+                .await
+                .map_err(|error| match error.as_error::<PayloadError>() {
+                    Some(PayloadError::Overflow) => ApiError::PayloadTooLarge { limit },
+                    _ => ApiError::Malformed {
+                        detail: "the body could not be read".to_owned(),
+                        errors: Vec::new(),
+                    },
+                })?;
+            if body.len() > limit {
+                return Err(ApiError::PayloadTooLarge { limit });
+            }
+            let deserializer = &mut serde_json::Deserializer::from_slice(&body);
+            let value =
+                serde_path_to_error::deserialize(deserializer).map_err(describe_json_error)?;
+            Ok(JsonBody(value))
+        })
+    }
+}
+
+/// Turns a serde error into a problem naming the field and the rule.
+fn describe_json_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = error.path().to_string();
+    let inner = error.inner();
+    let mut message = inner.to_string();
+    if let Some(at) = message.rfind(" at line ") {
+        message.truncate(at);
+    }
+    let join = |name: &str| {
+        if path.is_empty() || path == "." {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    let quoted = |msg: &str, lead: &str| {
+        msg.strip_prefix(lead)
+            .and_then(|rest| rest.split('`').next())
+            .map(str::to_owned)
+    };
+    let (field, rule) = if let Some(name) = quoted(&message, "unknown field `") {
+        (join(&name), "unknown_field")
+    } else if let Some(name) = quoted(&message, "missing field `") {
+        (join(&name), "required")
+    } else if inner.is_syntax() || inner.is_eof() {
+        (String::new(), "json_syntax")
+    } else if path == "." {
+        (String::new(), "type")
+    } else {
+        (path.clone(), "type")
+    };
+    let detail = if field.is_empty() {
+        message.clone()
+    } else {
+        format!("{field}: {message}")
+    };
+    ApiError::Malformed {
+        detail,
+        errors: vec![FieldProblem {
+            field,
+            rule: rule.to_owned(),
+            message,
+        }],
+    }
+}
+
+/// The `If-Match` precondition of a write: required, and must name a version.
+#[derive(Debug)]
+pub struct IfMatch(pub Vec<String>);
+
+impl IfMatch {
+    pub fn etag(version: Version) -> String {
+        format!("\"{}\"", version.0)
+    }
+
+    /// Whether the current `version` satisfies the precondition (strong comparison).
+    pub fn matches(&self, version: Version) -> bool {
+        let current = Self::etag(version);
+        self.0.iter().any(|tag| *tag == current)
+    }
+}
+
+impl FromRequest for IfMatch {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let Some(value) = req.headers().get(header::IF_MATCH) else {
+            return std::future::ready(Err(ApiError::PreconditionRequired(
+                "send If-Match with the ETag from your last read of this resource",
+            )));
+        };
+        let tags: Vec<String> = value
+            .to_str()
+            .unwrap_or_default()
+            .split(',')
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if tags.is_empty() || tags.iter().any(|t| t == "*") {
+            return std::future::ready(Err(ApiError::PreconditionRequired(
+                "If-Match must carry the ETag from your last read; '*' would allow lost updates",
+            )));
+        }
+        std::future::ready(Ok(IfMatch(tags)))
+    }
+}
+
+/// The id the request-id middleware gave this request.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+impl RequestId {
+    pub fn of(req: &HttpRequest) -> Option<String> {
+        req.extensions().get::<RequestId>().map(|r| r.0.clone())
+    }
+}
+
+/// An organisation authenticated by its registration access token.
+#[derive(Debug, Clone, Copy)]
+pub struct RegistrationCaller(pub OrganisationId);
+
+impl FromRequest for RegistrationCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let header = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let repo = req
+            .app_data::<web::Data<AppState>>()
+            .map(|state| state.organisations.clone());
+        Box::pin(async move {
+            let header = header.ok_or(ApiError::Unauthorized("missing bearer token"))?;
+            let token = header
+                .strip_prefix("Bearer ")
+                .or_else(|| header.strip_prefix("bearer "))
+                .map(str::trim)
+                .and_then(PresentedToken::parse)
+                .ok_or(ApiError::Unauthorized("invalid bearer token"))?;
+            let repo = repo.ok_or_else(|| {
+                ApiError::internal(std::io::Error::other(
+                    "organisation repository not configured",
+                ))
+            })?;
+            let selector = token.selector.clone();
+            let stored = web::block(move || repo.find_credential(&selector)).await??;
+            match stored {
+                Some(stored) if token.matches(&stored.secret_sha256) => {
+                    Ok(RegistrationCaller(stored.organisation_id))
+                }
+                _ => Err(ApiError::Unauthorized("invalid bearer token")),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn malformed(json: &str) -> (String, String) {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Inner {
+            email: String,
+        }
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct Outer {
+            name: String,
+            contact: Inner,
+            domains: Vec<String>,
+        }
+        let de = &mut serde_json::Deserializer::from_str(json);
+        let error = serde_path_to_error::deserialize::<_, Outer>(de).unwrap_err();
+        match describe_json_error(error) {
+            ApiError::Malformed { errors, .. } => (errors[0].field.clone(), errors[0].rule.clone()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_errors_name_the_field_and_rule() {
+        assert_eq!(
+            malformed(r#"{"name":"x","contact":{"email":"a"},"domains":[],"extra":1}"#),
+            ("extra".into(), "unknown_field".into())
+        );
+        assert_eq!(
+            malformed(r#"{"name":"x","contact":{"email":"a","x":1},"domains":[]}"#),
+            ("contact.x".into(), "unknown_field".into())
+        );
+        assert_eq!(
+            malformed(r#"{"name":"x","domains":[]}"#),
+            ("contact".into(), "required".into())
+        );
+        assert_eq!(
+            malformed(r#"{"name":"x","contact":{},"domains":[]}"#),
+            ("contact.email".into(), "required".into())
+        );
+        assert_eq!(
+            malformed(r#"{"name":"x","contact":{"email":"a"},"domains":[1]}"#),
+            ("domains[0]".into(), "type".into())
+        );
+        assert_eq!(
+            malformed(r#"{"name":"#),
+            (String::new(), "json_syntax".into())
+        );
+        assert_eq!(malformed(r#"[1]"#), (String::new(), "type".into()));
+    }
+
+    #[test]
+    fn if_match_compares_strongly() {
+        let tags = IfMatch(vec!["\"2\"".into(), "W/\"3\"".into()]);
+        assert!(tags.matches(Version(2)));
+        assert!(!tags.matches(Version(3)), "weak tags never match If-Match");
+        assert!(!tags.matches(Version(1)));
+    }
+}

@@ -1,0 +1,239 @@
+//! Registration of external organisations, and reading and changing a registration with its
+//! registration access token.
+
+use std::time::Instant;
+
+use actix_web::http::header::{self, ETag, EntityTag};
+use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
+use gateway_domain::organisation::{ChangeForm, RegistrationForm};
+use gateway_domain::{
+    Actor, AuditAction, NewAuditEvent, NewOrganisation, Organisation, OrganisationChange,
+    OrganisationId,
+};
+use secrecy::ExposeSecret;
+use uuid::Uuid;
+
+use crate::credentials;
+use crate::dto::{
+    OrganisationPatch, OrganisationResponse, RegistrationRequest, RegistrationResponse,
+};
+use crate::error::{ApiError, Problem};
+use crate::extract::{IfMatch, JsonBody, RegistrationCaller, RequestId};
+use crate::state::AppState;
+
+fn organisation_path(id: OrganisationId) -> String {
+    format!("/v1/organisations/{id}")
+}
+
+fn base_url(state: &AppState, req: &HttpRequest) -> String {
+    state.public_base_url.clone().unwrap_or_else(|| {
+        let info = req.connection_info();
+        format!("{}://{}", info.scheme(), info.host())
+    })
+}
+
+fn etag(org: &Organisation) -> ETag {
+    ETag(EntityTag::new_strong(org.version.0.to_string()))
+}
+
+/// The path id, if it names the caller's organisation; otherwise 404 (never 403), so callers
+/// cannot learn which other organisations exist.
+fn own_organisation(caller: RegistrationCaller, raw_id: &str) -> Result<OrganisationId, ApiError> {
+    let id = Uuid::parse_str(raw_id)
+        .map(OrganisationId::from_uuid)
+        .map_err(|_| ApiError::NotFound)?;
+    if id == caller.0 {
+        Ok(id)
+    } else {
+        Err(ApiError::NotFound)
+    }
+}
+
+/// Registration is public: limit it per client address.
+fn check_rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(peer) = req.peer_addr() else {
+        return Ok(());
+    };
+    state
+        .registration_limiter
+        .check(peer.ip(), Instant::now())
+        .map_err(|wait| ApiError::RateLimited {
+            retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64,
+        })
+}
+
+/// Register an organisation.
+///
+/// Creates the organisation and answers with a one-time `registration_access_token` for
+/// reading and changing the registration. Every rule broken is reported at once, naming the
+/// field; a refused registration stores nothing.
+#[utoipa::path(
+    tag = "registration",
+    operation_id = "register_organisation",
+    request_body(content = RegistrationRequest, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Registered", body = RegistrationResponse,
+            headers(
+                ("Location" = String, description = "The organisation's URI"),
+                ("ETag" = String, description = "The organisation's version, for If-Match"),
+            )),
+        (status = 400, description = "Malformed JSON, unknown or missing field", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The ODS code or a domain is already registered", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Fields break registration rules", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many registrations from this address", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
+#[post("/v1/registrations")]
+#[tracing::instrument(name = "register_organisation", skip_all)]
+pub async fn register(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: JsonBody<RegistrationRequest>,
+) -> Result<HttpResponse, ApiError> {
+    check_rate_limit(&state, &req)?;
+    let new =
+        NewOrganisation::parse(&RegistrationForm::from(&body.0)).map_err(ApiError::Validation)?;
+    let id = OrganisationId::new();
+    let minted = credentials::mint();
+    let at = state.clock.now();
+    let event = NewAuditEvent {
+        occurred_at: at,
+        actor: Actor::Anonymous,
+        action: AuditAction::OrganisationRegistered,
+        subject_type: "organisation",
+        subject_id: Some(id.to_string()),
+        request_id: RequestId::of(&req),
+        details: serde_json::json!({
+            "ods_code": new.ods_code.as_str(),
+            "name": new.name.as_str(),
+            "domains": new.domains.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
+            "client_ip": req.peer_addr().map(|a| a.ip().to_string()),
+        }),
+    };
+    let repo = state.organisations.clone();
+    let digest = minted.digest.clone();
+    let org = web::block(move || repo.create(id, &new, &digest, at, &event)).await??;
+    tracing::info!(organisation_id = %org.id, ods_code = %org.ods_code, "organisation registered");
+    let path = organisation_path(org.id);
+    let body = RegistrationResponse {
+        organisation: OrganisationResponse::from(&org),
+        registration_access_token: minted.token.expose_secret().to_owned(),
+        registration_client_uri: format!("{}{path}", base_url(&state, &req)),
+    };
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, path))
+        .insert_header(etag(&org))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body))
+}
+
+/// Read an organisation's registration.
+#[utoipa::path(
+    tag = "registration",
+    operation_id = "get_organisation",
+    params(("id" = Uuid, Path, description = "The organisation id")),
+    responses(
+        (status = 200, description = "The registration", body = OrganisationResponse,
+            headers(("ETag" = String, description = "The organisation's version, for If-Match"))),
+        (status = 401, description = "No valid registration access token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organisation visible to this token", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("registration_token" = []))
+)]
+#[get("/v1/organisations/{id}")]
+#[tracing::instrument(name = "get_organisation", skip_all, fields(organisation_id = %id))]
+pub async fn get_organisation(
+    caller: RegistrationCaller,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = own_organisation(caller, &id)?;
+    let repo = state.organisations.clone();
+    let org = web::block(move || repo.get(id))
+        .await??
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok()
+        .insert_header(etag(&org))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(OrganisationResponse::from(&org)))
+}
+
+/// Change an organisation's registration (JSON merge patch).
+///
+/// Needs `If-Match` with the ETag of your last read: a stale ETag gets 412 and changes
+/// nothing, so concurrent edits cannot overwrite each other.
+#[utoipa::path(
+    tag = "registration",
+    operation_id = "update_organisation",
+    params(
+        ("id" = Uuid, Path, description = "The organisation id"),
+        ("If-Match" = String, Header, description = "The ETag from your last read, e.g. \"3\""),
+    ),
+    request_body(content = OrganisationPatch, content_type = "application/merge-patch+json"),
+    responses(
+        (status = 200, description = "The changed registration", body = OrganisationResponse,
+            headers(("ETag" = String, description = "The new version"))),
+        (status = 400, description = "Malformed JSON, unknown field or null", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid registration access token", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such organisation visible to this token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A domain is registered to another organisation", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The ETag is stale", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Fields break registration rules", body = Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match missing", body = Problem, content_type = "application/problem+json"),
+        (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("registration_token" = []))
+)]
+#[patch("/v1/organisations/{id}")]
+#[tracing::instrument(name = "update_organisation", skip_all, fields(organisation_id = %id))]
+pub async fn update_organisation(
+    req: HttpRequest,
+    caller: RegistrationCaller,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    if_match: IfMatch,
+    body: JsonBody<OrganisationPatch>,
+) -> Result<HttpResponse, ApiError> {
+    let id = own_organisation(caller, &id)?;
+    let change =
+        OrganisationChange::parse(&ChangeForm::from(&body.0)).map_err(ApiError::Validation)?;
+    let repo = state.organisations.clone();
+    let current = web::block(move || repo.get(id))
+        .await??
+        .ok_or(ApiError::NotFound)?;
+    if !if_match.matches(current.version) {
+        return Err(ApiError::PreconditionFailed);
+    }
+    let (next, changed) = change.apply(&current, state.clock.now());
+    let org = if changed.is_empty() {
+        current
+    } else {
+        let event = NewAuditEvent {
+            occurred_at: next.updated_at,
+            actor: Actor::Organisation(caller.0),
+            action: AuditAction::OrganisationUpdated,
+            subject_type: "organisation",
+            subject_id: Some(id.to_string()),
+            request_id: RequestId::of(&req),
+            details: serde_json::json!({ "changed": changed, "version": next.version.0 }),
+        };
+        let repo = state.organisations.clone();
+        let expected = current.version;
+        web::block(move || repo.update(expected, &next, &event)).await??
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header(etag(&org))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(OrganisationResponse::from(&org)))
+}
