@@ -85,9 +85,12 @@ fn describe_json_error(error: serde_path_to_error::Error<serde_json::Error>) -> 
     if let Some(at) = message.rfind(" at line ") {
         message.truncate(at);
     }
+    // The path may or may not already end at the unknown or missing field.
     let join = |name: &str| {
         if path.is_empty() || path == "." {
             name.to_owned()
+        } else if path == name || path.ends_with(&format!(".{name}")) {
+            path.clone()
         } else {
             format!("{path}.{name}")
         }
@@ -270,7 +273,10 @@ mod tests {
             malformed(r#"{"name":"#),
             (String::new(), "json_syntax".into())
         );
-        assert_eq!(malformed(r#"[1]"#), (String::new(), "type".into()));
+        assert_eq!(
+            malformed(r#""just a string""#),
+            (String::new(), "type".into())
+        );
     }
 
     #[test]

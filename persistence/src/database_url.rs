@@ -55,6 +55,14 @@ impl DatabaseUrl {
         }
     }
 
+    /// The full URL, password included, for handing to configuration. Never log it.
+    pub fn expose(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Postgres(raw) => raw.clone(),
+        }
+    }
+
     pub fn backend(&self) -> Backend {
         match self {
             Self::Sqlite(_) => Backend::Sqlite,

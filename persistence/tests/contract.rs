@@ -1,6 +1,8 @@
 //! The repository contract, run against SQLite and PostgreSQL: every port method's documented
 //! promise, on both backends, each test on its own fresh database.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::{Arc, Barrier};
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};

@@ -1,5 +1,7 @@
 //! Both backends' migrations build the same schema, and their down migrations undo them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::BTreeSet;
 
 use diesel::sql_types::{Integer, Text};

@@ -1,0 +1,53 @@
+//! Liveness, readiness, request ids, unknown routes, problem-type documents.
+
+use serde_json::Value;
+
+use crate::e2e_tests;
+use crate::support::TestApp;
+
+e2e_tests! {
+    async fn health_and_readiness_answer(backend) {
+        let app = TestApp::spawn(backend).await;
+        let live = app.client.get(app.url("/healthz")).send().await.unwrap();
+        assert_eq!(live.status(), 200);
+        let ready: Value = app.client.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(ready["status"], "ready");
+        assert_eq!(ready["database"], backend.name());
+    }
+
+    async fn every_response_carries_a_request_id(backend) {
+        let app = TestApp::spawn(backend).await;
+        let response = app.client.get(app.url("/healthz")).send().await.unwrap();
+        let generated = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+        assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+
+        let kept = app.client.get(app.url("/nope")).header("x-request-id", "trace-abc.123").send().await.unwrap();
+        assert_eq!(kept.headers()["x-request-id"], "trace-abc.123");
+        assert_eq!(kept.status(), 404);
+        assert_eq!(kept.headers()["content-type"], "application/problem+json");
+
+        let replaced = app.client.get(app.url("/healthz")).header("x-request-id", "bad id <script>").send().await.unwrap();
+        assert_ne!(replaced.headers()["x-request-id"], "bad id <script>");
+    }
+
+    async fn problem_types_are_documented_where_they_point(backend) {
+        let app = TestApp::spawn(backend).await;
+        let response = app.client.get(app.url("/nope")).send().await.unwrap();
+        let problem: Value = response.json().await.unwrap();
+        let type_uri = problem["type"].as_str().unwrap();
+        let doc: Value = app.client.get(app.url(type_uri)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(doc["type"], type_uri);
+        assert_eq!(doc["status"], 404);
+        assert!(!doc["description"].as_str().unwrap().is_empty());
+    }
+
+    async fn openapi_and_swagger_ui_are_served(backend) {
+        let app = TestApp::spawn(backend).await;
+        let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+        assert!(doc["paths"]["/v1/registrations"]["post"].is_object());
+        let ui = app.client.get(app.url("/docs/")).send().await.unwrap();
+        assert_eq!(ui.status(), 200);
+        assert!(ui.text().await.unwrap().contains("swagger"));
+    }
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `Application` on port 0 against a fresh SQLite file or a fresh
+//! PostgreSQL database per test, driven over HTTP. One module per resource.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod health;
+mod registrations;

@@ -1,0 +1,192 @@
+//! Spawning the gateway for a test, and helpers to talk to it.
+
+use std::sync::Arc;
+
+use actix_web::dev::ServerHandle;
+use gateway_api::{Application, Settings};
+use gateway_persistence::testing::TestDatabase;
+use gateway_persistence::{Backend, Database};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub settings: Settings,
+    pub database: Arc<TestDatabase>,
+    handle: ServerHandle,
+}
+
+pub fn settings_for(database: &TestDatabase) -> Settings {
+    let mut settings = Settings::defaults().expect("default settings");
+    settings.server.port = 0;
+    settings.server.workers = 2;
+    settings.server.shutdown_timeout_seconds = 1;
+    settings.database.url = SecretString::from(database.url.expose());
+    settings.database.max_connections = 4;
+    settings.registration.rate_limit_per_minute = 10_000;
+    settings.registration.rate_limit_burst = 10_000;
+    settings
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        let database = Arc::new(TestDatabase::new(backend));
+        let settings = settings_for(&database);
+        Self::spawn_with(database, settings).await
+    }
+
+    pub async fn spawn_with(database: Arc<TestDatabase>, settings: Settings) -> TestApp {
+        let app = Application::build(&settings).expect("the application builds");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            settings,
+            database,
+            handle,
+        }
+    }
+
+    /// Stops the server gracefully and waits until it has.
+    pub async fn stop(self) -> (Arc<TestDatabase>, Settings) {
+        self.handle.stop(true).await;
+        (self.database, self.settings)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// A direct handle on the test's database, to check what was (not) stored.
+    pub fn open_database(&self) -> Database {
+        self.database.open()
+    }
+
+    pub async fn register(&self, body: &Value) -> reqwest::Response {
+        self.client
+            .post(self.url("/v1/registrations"))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Registers `body` and returns (organisation id, token, response body).
+    pub async fn register_ok(&self, body: &Value) -> (String, String, Value) {
+        let response = self.register(body).await;
+        assert_eq!(response.status(), 201, "{:?}", response.text().await);
+        let body: Value = response.json().await.expect("json body");
+        let id = body["id"].as_str().expect("id").to_owned();
+        let token = body["registration_access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        (id, token, body)
+    }
+
+    pub async fn get_organisation(&self, id: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .client
+            .get(self.url(&format!("/v1/organisations/{id}")));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    pub async fn patch_organisation(
+        &self,
+        id: &str,
+        token: &str,
+        if_match: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .patch(self.url(&format!("/v1/organisations/{id}")))
+            .bearer_auth(token)
+            .header("content-type", "application/merge-patch+json")
+            .body(body.to_string());
+        if let Some(tag) = if_match {
+            request = request.header("if-match", tag);
+        }
+        request.send().await.expect("request sent")
+    }
+}
+
+/// A valid registration, unique by `n` (ODS code and domain).
+pub fn registration(n: u32) -> Value {
+    json!({
+        "ods_code": format!("ab{n:03}"),
+        "name": format!("Care Organisation {n}"),
+        "category": "social_care_provider",
+        "exchange_version": "exchange_2016",
+        "domains": [format!("care{n}.example.org")],
+        "contacts": {
+            "ig_lead": {"name": "Ada Lovelace", "email": format!("ada@care{n}.example.org")},
+            "technical": {"name": "Alan Turing", "email": format!("alan@care{n}.example.org")}
+        },
+        "business_need": "Our district nurses need to find and email GP practice staff."
+    })
+}
+
+/// Asserts a problem+json response with `status` whose `errors` name `field` with `rule`.
+pub async fn assert_problem(
+    response: reqwest::Response,
+    status: u16,
+    field: &str,
+    rule: &str,
+) -> Value {
+    assert_eq!(response.status().as_u16(), status, "for {field}/{rule}");
+    assert_eq!(
+        response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/problem+json")
+    );
+    let body: Value = response.json().await.expect("problem body");
+    assert_eq!(body["status"], status);
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("/problems/")),
+        "{body}"
+    );
+    let errors = body["errors"].as_array().cloned().unwrap_or_default();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["field"] == field && e["rule"] == rule),
+        "expected {field}/{rule} in {body}"
+    );
+    body
+}
+
+/// Declares an async test per backend: `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! e2e_tests {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                async fn run($backend: gateway_persistence::Backend) $body
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    run(gateway_persistence::Backend::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    run(gateway_persistence::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
