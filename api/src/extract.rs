@@ -138,7 +138,7 @@ impl IfMatch {
     /// Whether the current `version` satisfies the precondition (strong comparison).
     pub fn matches(&self, version: Version) -> bool {
         let current = Self::etag(version);
-        self.0.iter().any(|tag| *tag == current)
+        self.0.contains(&current)
     }
 }
 
