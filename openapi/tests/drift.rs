@@ -35,20 +35,30 @@ fn every_operation_is_fully_documented() {
             operations += 1;
             assert!(operation["operationId"].is_string(), "{name}: operationId");
             assert!(operation["summary"].is_string(), "{name}: summary");
-            assert!(operation["tags"].as_array().is_some_and(|t| !t.is_empty()), "{name}: tag");
+            assert!(
+                operation["tags"].as_array().is_some_and(|t| !t.is_empty()),
+                "{name}: tag"
+            );
             assert!(operation["security"].is_array(), "{name}: security");
             for (status, response) in operation["responses"].as_object().unwrap() {
                 if status.starts_with('4') || status.starts_with('5') {
-                    let content = &response["content"]["application/problem+json"]["schema"]["$ref"];
-                    assert_eq!(content, "#/components/schemas/Problem", "{name} {status}: problem schema");
+                    let content =
+                        &response["content"]["application/problem+json"]["schema"]["$ref"];
+                    assert_eq!(
+                        content, "#/components/schemas/Problem",
+                        "{name} {status}: problem schema"
+                    );
                 }
             }
             if let Some(body) = operation.get("requestBody") {
                 let examples = body["content"].as_object().unwrap().values().any(|c| {
-                    c.get("example").is_some() || c["schema"]["$ref"].as_str().is_some_and(|r| {
-                        let schema = r.rsplit('/').next().unwrap();
-                        document["components"]["schemas"][schema].get("example").is_some()
-                    })
+                    c.get("example").is_some()
+                        || c["schema"]["$ref"].as_str().is_some_and(|r| {
+                            let schema = r.rsplit('/').next().unwrap();
+                            document["components"]["schemas"][schema]
+                                .get("example")
+                                .is_some()
+                        })
                 });
                 assert!(examples, "{name}: request body example");
             }
