@@ -141,8 +141,10 @@ where
 #[serde(deny_unknown_fields)]
 pub struct ContactsPatch {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub ig_lead: Option<ContactDto>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub technical: Option<ContactDto>,
 }
 
@@ -153,19 +155,23 @@ pub struct ContactsPatch {
 #[schema(example = json!({"name": "Leeds Community Care CIC", "domains": ["leedscare.org.uk", "mail.leedscare.org.uk"]}))]
 pub struct OrganisationPatch {
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<CareCategoryDto>)]
+    #[schema(value_type = CareCategoryDto, required = false)]
     pub category: Option<String>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<ExchangeVersionDto>)]
+    #[schema(value_type = ExchangeVersionDto, required = false)]
     pub exchange_version: Option<String>,
     /// Replaces the whole list of domains.
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub domains: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub contacts: Option<ContactsPatch>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub business_need: Option<String>,
 }
 

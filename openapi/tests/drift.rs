@@ -4,19 +4,89 @@
 
 use serde_json::Value;
 
-#[test]
-fn checked_in_document_matches_the_code() {
-    let generated = gateway_openapi::render().unwrap();
-    let path = gateway_openapi::checked_in_path();
+fn check_or_update(path: &std::path::Path, generated: &str) {
     if std::env::var_os("UPDATE_OPENAPI").is_some() {
-        std::fs::write(&path, &generated).unwrap();
+        std::fs::write(path, generated).unwrap();
         return;
     }
-    let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+    let checked_in = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         checked_in == generated,
         "{} is out of date with the code. Review the API change, then run:\n    UPDATE_OPENAPI=1 cargo test -p gateway-openapi --test drift",
         path.display()
+    );
+}
+
+#[test]
+fn checked_in_document_matches_the_code() {
+    check_or_update(
+        &gateway_openapi::checked_in_path(),
+        &gateway_openapi::render().unwrap(),
+    );
+}
+
+#[test]
+fn checked_in_30_view_matches_the_code() {
+    check_or_update(
+        &gateway_openapi::checked_in_30_path(),
+        &gateway_openapi::render_30().unwrap(),
+    );
+}
+
+/// Every (path, method, operationId) and every schema with its properties, required list and
+/// enum values: the same in both views.
+#[test]
+fn both_views_describe_the_same_operations_and_schemas() {
+    let v31: Value = serde_json::from_str(&gateway_openapi::render().unwrap()).unwrap();
+    let v30: Value = serde_json::from_str(&gateway_openapi::render_30().unwrap()).unwrap();
+    assert_eq!(v30["openapi"], "3.0.3");
+    let operations = |doc: &Value| -> Vec<(String, String, Value, Vec<String>)> {
+        let mut out = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let mut statuses: Vec<String> = op["responses"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect();
+                statuses.sort();
+                out.push((
+                    path.clone(),
+                    method.clone(),
+                    op["operationId"].clone(),
+                    statuses,
+                ));
+            }
+        }
+        out
+    };
+    assert_eq!(operations(&v31), operations(&v30));
+    let schemas = |doc: &Value| -> Vec<(String, Vec<String>, Value, Value)> {
+        doc["components"]["schemas"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, schema)| {
+                let mut properties: Vec<String> = schema["properties"]
+                    .as_object()
+                    .map(|p| p.keys().cloned().collect())
+                    .unwrap_or_default();
+                properties.sort();
+                (
+                    name.clone(),
+                    properties,
+                    schema["required"].clone(),
+                    schema["enum"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(schemas(&v31), schemas(&v30));
+    let text30 = v30.to_string();
+    assert!(
+        !text30.contains("\"null\""),
+        "no 3.1 null types left in the 3.0 view"
     );
 }
 

@@ -1,10 +1,18 @@
-//! Writes the OpenAPI document to `openapi/openapi.json` (or to the path given).
+//! Writes `openapi/openapi.json` (3.1) and `openapi/openapi-3.0.json` (the 3.0 view).
 
 fn main() -> anyhow::Result<()> {
-    let path = std::env::args_os()
-        .nth(1)
-        .map_or_else(gateway_openapi::checked_in_path, std::path::PathBuf::from);
-    std::fs::write(&path, gateway_openapi::render()?)?;
-    println!("wrote {}", path.display());
+    for (path, text) in [
+        (
+            gateway_openapi::checked_in_path(),
+            gateway_openapi::render()?,
+        ),
+        (
+            gateway_openapi::checked_in_30_path(),
+            gateway_openapi::render_30()?,
+        ),
+    ] {
+        std::fs::write(&path, text)?;
+        println!("wrote {}", path.display());
+    }
     Ok(())
 }

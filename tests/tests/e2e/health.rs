@@ -8,11 +8,12 @@ use crate::support::TestApp;
 e2e_tests! {
     async fn health_and_readiness_answer(backend) {
         let app = TestApp::spawn(backend).await;
-        let live = app.client.get(app.url("/healthz")).send().await.unwrap();
+        let live = app.api().healthz().send().await.unwrap();
         assert_eq!(live.status(), 200);
-        let ready: Value = app.client.get(app.url("/readyz")).send().await.unwrap().json().await.unwrap();
-        assert_eq!(ready["status"], "ready");
-        assert_eq!(ready["database"], backend.name());
+        assert_eq!(live.into_inner().status, "ok");
+        let ready = app.api().readyz().send().await.unwrap().into_inner();
+        assert_eq!(ready.status, "ready");
+        assert_eq!(ready.database.as_deref(), Some(backend.name()));
     }
 
     async fn every_response_carries_a_request_id(backend) {
@@ -35,10 +36,13 @@ e2e_tests! {
         let response = app.client.get(app.url("/nope")).send().await.unwrap();
         let problem: Value = response.json().await.unwrap();
         let type_uri = problem["type"].as_str().unwrap();
-        let doc: Value = app.client.get(app.url(type_uri)).send().await.unwrap().json().await.unwrap();
-        assert_eq!(doc["type"], type_uri);
-        assert_eq!(doc["status"], 404);
-        assert!(!doc["description"].as_str().unwrap().is_empty());
+        let slug = type_uri.strip_prefix("/problems/").unwrap();
+        let doc = app.api().get_problem_type().slug(slug).send().await.unwrap().into_inner();
+        assert_eq!(doc.type_, type_uri);
+        assert_eq!(doc.status, 404);
+        assert!(!doc.description.is_empty());
+        let unknown = app.api().get_problem_type().slug("no-such-problem").send().await;
+        assert_eq!(crate::support::problem_of(unknown).0, 404);
     }
 
     async fn openapi_and_swagger_ui_are_served(backend) {

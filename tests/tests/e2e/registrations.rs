@@ -1,110 +1,150 @@
-//! Registration: the whole slice through HTTP, on both backends.
+//! Registration: the whole slice through HTTP, on both backends. Well-formed requests go
+//! through the generated client; raw HTTP only for bodies and headers it cannot send.
 
 use std::sync::Arc;
 
+use gateway_client::types::{self, ContactDto, ContactsPatch, OrganisationPatch};
 use gateway_domain::AuditRepository;
 use gateway_persistence::testing::TestDatabase;
 use serde_json::{json, Value};
 
 use crate::e2e_tests;
-use crate::support::{assert_problem, registration, settings_for, TestApp};
+use crate::support::{
+    assert_field_problem, assert_problem, problem_of, registration, registration_typed,
+    settings_for, TestApp,
+};
 
-/// Applies `edit` to a valid registration.
-fn with(edit: impl FnOnce(&mut Value)) -> Value {
+/// Applies `edit` to a valid registration (typed).
+fn with(edit: impl FnOnce(&mut types::RegistrationRequest)) -> types::RegistrationRequest {
+    let mut body = registration_typed(1);
+    edit(&mut body);
+    body
+}
+
+/// Applies `edit` to a valid registration (raw JSON).
+fn with_raw(edit: impl FnOnce(&mut Value)) -> Value {
     let mut body = registration(1);
     edit(&mut body);
     body
 }
 
+fn rename(name: &str) -> OrganisationPatch {
+    OrganisationPatch {
+        name: Some(name.to_owned()),
+        ..OrganisationPatch::default()
+    }
+}
+
 e2e_tests! {
     async fn register_read_update_and_conflicting_update(backend) {
         let app = TestApp::spawn(backend).await;
-        let response = app.register(&registration(1)).await;
+        let response = app.register_typed(registration_typed(1)).await.unwrap();
         assert_eq!(response.status(), 201);
         assert_eq!(response.headers()["etag"], "\"1\"");
         assert_eq!(response.headers()["cache-control"], "no-store");
         let location = response.headers()["location"].to_str().unwrap().to_owned();
-        let created: Value = response.json().await.unwrap();
-        let id = created["id"].as_str().unwrap();
+        let created = response.into_inner();
+        let id = created.id;
         assert_eq!(location, format!("/v1/organisations/{id}"));
-        assert_eq!(created["ods_code"], "AB001", "ODS codes are upper-cased");
-        assert_eq!(created["domains"], json!([{"name": "care1.example.org", "accredited": false}]));
-        assert_eq!(created["registration_client_uri"], app.url(&location));
-        let token = created["registration_access_token"].as_str().unwrap();
+        assert_eq!(created.ods_code, "AB001", "ODS codes are upper-cased");
+        assert_eq!(created.version, 1);
+        assert_eq!(created.domains.len(), 1);
+        assert_eq!(created.domains[0].name, "care1.example.org");
+        assert!(!created.domains[0].accredited);
+        assert_eq!(created.registration_client_uri, app.url(&location));
+        let token = created.registration_access_token.clone();
         assert!(token.len() >= 43 + 22, "at least 256 bits of secret");
 
-        let read = app.get_organisation(id, Some(token)).await;
-        assert_eq!(read.status(), 200);
+        let api = app.api_as(&token);
+        let read = api.get_organisation().id(id).send().await.unwrap();
         assert_eq!(read.headers()["etag"], "\"1\"");
-        let read: Value = read.json().await.unwrap();
-        assert!(read.get("registration_access_token").is_none(), "the token is shown only once");
-        assert_eq!(read["name"], created["name"]);
+        let read = read.into_inner();
+        assert_eq!(read.name, created.name);
+        let raw: Value = app.get_organisation(&id.to_string(), Some(&token)).await.json().await.unwrap();
+        assert!(raw.get("registration_access_token").is_none(), "the token is shown only once");
 
-        let patch = json!({"name": "Renamed Care", "domains": ["care1.example.org", "mail.care1.example.org"], "contacts": {"technical": {"name": "Grace Hopper", "email": "grace@care1.example.org"}}});
-        let updated = app.patch_organisation(id, token, Some("\"1\""), &patch).await;
-        assert_eq!(updated.status(), 200);
+        let patch = OrganisationPatch {
+            name: Some("Renamed Care".into()),
+            domains: vec!["care1.example.org".into(), "mail.care1.example.org".into()],
+            contacts: Some(ContactsPatch {
+                technical: Some(ContactDto { name: "Grace Hopper".into(), email: "grace@care1.example.org".into() }),
+                ig_lead: None,
+            }),
+            ..OrganisationPatch::default()
+        };
+        let updated = api.update_organisation().id(id).if_match("\"1\"").body(patch).send().await.unwrap();
         assert_eq!(updated.headers()["etag"], "\"2\"");
-        let updated: Value = updated.json().await.unwrap();
-        assert_eq!(updated["version"], 2);
-        assert_eq!(updated["name"], "Renamed Care");
-        assert_eq!(updated["contacts"]["technical"]["name"], "Grace Hopper");
-        assert_eq!(updated["contacts"]["ig_lead"], created["contacts"]["ig_lead"], "contacts not named are kept");
-        assert_eq!(updated["domains"].as_array().unwrap().len(), 2);
+        let updated = updated.into_inner();
+        assert_eq!(updated.version, 2);
+        assert_eq!(updated.name, "Renamed Care");
+        assert_eq!(updated.contacts.technical.name, "Grace Hopper");
+        assert_eq!(updated.contacts.ig_lead, created.contacts.ig_lead, "contacts not named are kept");
+        assert_eq!(updated.domains.len(), 2);
 
         // A writer still holding version 1 is refused and changes nothing.
-        let stale = app.patch_organisation(id, token, Some("\"1\""), &json!({"name": "Lost Update"})).await;
-        assert_eq!(stale.status(), 412);
-        assert_eq!(stale.headers()["content-type"], "application/problem+json");
-        let missing = app.patch_organisation(id, token, None, &json!({"name": "Blind Write"})).await;
+        let stale = problem_of(api.update_organisation().id(id).if_match("\"1\"").body(rename("Lost Update")).send().await);
+        assert_eq!(stale.0, 412);
+        assert_eq!(stale.1.type_, "/problems/precondition-failed");
+        let star = problem_of(api.update_organisation().id(id).if_match("*").body(rename("Blind Write")).send().await);
+        assert_eq!(star.0, 428);
+        // The generated client always sends If-Match; a missing one needs raw HTTP.
+        let missing = app.patch_organisation(&id.to_string(), &token, None, &json!({"name": "Blind Write"})).await;
         assert_eq!(missing.status(), 428);
-        let star = app.patch_organisation(id, token, Some("*"), &json!({"name": "Blind Write"})).await;
-        assert_eq!(star.status(), 428);
-        let now: Value = app.get_organisation(id, Some(token)).await.json().await.unwrap();
-        assert_eq!(now["name"], "Renamed Care");
-        assert_eq!(now["version"], 2);
+        let now = api.get_organisation().id(id).send().await.unwrap().into_inner();
+        assert_eq!(now.name, "Renamed Care");
+        assert_eq!(now.version, 2);
 
         // Registration and update are both on the audit trail, attributed and without secrets.
         let events = app.open_database().list(0, 100).unwrap();
         let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
         assert_eq!(actions, ["organisation.registered", "organisation.updated"]);
-        assert_eq!(events[1].actor_id.as_deref(), Some(id));
+        assert_eq!(events[1].actor_id, Some(id.to_string()));
         assert_eq!(events[1].details["changed"], json!(["name", "domains", "contacts.technical"]));
-        assert!(events.iter().all(|e| !e.details.to_string().contains(token)));
+        assert!(events.iter().all(|e| !e.details.to_string().contains(&token)));
         assert!(events.iter().all(|e| e.request_id.is_some()));
     }
 
     async fn every_broken_rule_is_refused_naming_the_field_and_storing_nothing(backend) {
         let app = TestApp::spawn(backend).await;
         let too_many: Vec<String> = (0..239).map(|i| format!("d{i}.example.org")).collect();
-        let cases: Vec<(Value, u16, &str, &str)> = vec![
-            (with(|b| b["ods_code"] = json!("A-1")), 422, "ods_code", "alphanumeric"),
-            (with(|b| b["ods_code"] = json!("AB")), 422, "ods_code", "length"),
-            (with(|b| b["ods_code"] = json!("ABCDEFGHIJK")), 422, "ods_code", "length"),
-            (with(|b| b["name"] = json!("  ")), 422, "name", "required"),
-            (with(|b| b["name"] = json!("x".repeat(201))), 422, "name", "length"),
-            (with(|b| b["category"] = json!("hospital")), 422, "category", "one_of"),
-            (with(|b| b["exchange_version"] = json!("exchange_2007")), 422, "exchange_version", "minimum_version"),
-            (with(|b| b["exchange_version"] = json!("exchange_2003")), 422, "exchange_version", "minimum_version"),
-            (with(|b| b["exchange_version"] = json!("notes")), 422, "exchange_version", "one_of"),
-            (with(|b| b["domains"] = json!([])), 422, "domains", "count"),
-            (with(|b| b["domains"] = json!(too_many)), 422, "domains", "count"),
-            (with(|b| b["domains"] = json!(["not a domain"])), 422, "domains[0]", "dns_name"),
-            (with(|b| b["domains"] = json!(["localhost"])), 422, "domains[0]", "dns_name"),
-            (with(|b| b["domains"] = json!(["ok.example.org", "nhs.net"])), 422, "domains[1]", "reserved_domain"),
-            (with(|b| b["domains"] = json!(["leeds.NHS.net"])), 422, "domains[0]", "reserved_domain"),
-            (with(|b| b["domains"] = json!(["council.gcsx.gov.uk"])), 422, "domains[0]", "retired_domain"),
-            (with(|b| b["domains"] = json!(["a.example.org", "A.example.org"])), 422, "domains[1]", "unique"),
-            (with(|b| b["contacts"]["ig_lead"]["email"] = json!("nope")), 422, "contacts.ig_lead.email", "email"),
-            (with(|b| b["contacts"]["technical"]["name"] = json!("")), 422, "contacts.technical.name", "required"),
-            (with(|b| b["business_need"] = json!("")), 422, "business_need", "required"),
-            (with(|b| b["business_need"] = json!("x".repeat(4001))), 422, "business_need", "length"),
-            (with(|b| b["surprise"] = json!(true)), 400, "surprise", "unknown_field"),
-            (with(|b| b["contacts"]["ig_lead"]["phone"] = json!("1")), 400, "contacts.ig_lead.phone", "unknown_field"),
-            (with(|b| { b.as_object_mut().unwrap().remove("name"); }), 400, "name", "required"),
-            (with(|b| b["ods_code"] = json!(5)), 400, "ods_code", "type"),
-            (with(|b| b["domains"] = json!("care1.example.org")), 400, "domains", "type"),
+        let contact = |name: &str, email: &str| ContactDto { name: name.into(), email: email.into() };
+        // Well-formed requests that break a rule: through the generated client.
+        let cases: Vec<(types::RegistrationRequest, &str, &str)> = vec![
+            (with(|b| b.ods_code = "A-1".into()), "ods_code", "alphanumeric"),
+            (with(|b| b.ods_code = "AB".into()), "ods_code", "length"),
+            (with(|b| b.ods_code = "ABCDEFGHIJK".into()), "ods_code", "length"),
+            (with(|b| b.name = "  ".into()), "name", "required"),
+            (with(|b| b.name = "x".repeat(201)), "name", "length"),
+            (with(|b| b.domains = vec![]), "domains", "count"),
+            (with(|b| b.domains = too_many.clone()), "domains", "count"),
+            (with(|b| b.domains = vec!["not a domain".into()]), "domains[0]", "dns_name"),
+            (with(|b| b.domains = vec!["localhost".into()]), "domains[0]", "dns_name"),
+            (with(|b| b.domains = vec!["ok.example.org".into(), "nhs.net".into()]), "domains[1]", "reserved_domain"),
+            (with(|b| b.domains = vec!["leeds.NHS.net".into()]), "domains[0]", "reserved_domain"),
+            (with(|b| b.domains = vec!["council.gcsx.gov.uk".into()]), "domains[0]", "retired_domain"),
+            (with(|b| b.domains = vec!["a.example.org".into(), "A.example.org".into()]), "domains[1]", "unique"),
+            (with(|b| b.contacts.ig_lead = contact("Ada", "nope")), "contacts.ig_lead.email", "email"),
+            (with(|b| b.contacts.technical = contact("", "alan@care1.example.org")), "contacts.technical.name", "required"),
+            (with(|b| b.business_need = String::new()), "business_need", "required"),
+            (with(|b| b.business_need = "x".repeat(4001)), "business_need", "length"),
         ];
-        for (body, status, field, rule) in cases {
+        for (body, field, rule) in cases {
+            assert_field_problem(&problem_of(app.register_typed(body).await), 422, field, rule);
+        }
+
+        // Values the document's types exclude, and malformed bodies: raw HTTP.
+        let raw_cases: Vec<(Value, u16, &str, &str)> = vec![
+            (with_raw(|b| b["category"] = json!("hospital")), 422, "category", "one_of"),
+            (with_raw(|b| b["exchange_version"] = json!("exchange_2007")), 422, "exchange_version", "minimum_version"),
+            (with_raw(|b| b["exchange_version"] = json!("exchange_2003")), 422, "exchange_version", "minimum_version"),
+            (with_raw(|b| b["exchange_version"] = json!("notes")), 422, "exchange_version", "one_of"),
+            (with_raw(|b| b["surprise"] = json!(true)), 400, "surprise", "unknown_field"),
+            (with_raw(|b| b["contacts"]["ig_lead"]["phone"] = json!("1")), 400, "contacts.ig_lead.phone", "unknown_field"),
+            (with_raw(|b| { b.as_object_mut().unwrap().remove("name"); }), 400, "name", "required"),
+            (with_raw(|b| b["ods_code"] = json!(5)), 400, "ods_code", "type"),
+            (with_raw(|b| b["domains"] = json!("care1.example.org")), 400, "domains", "type"),
+        ];
+        for (body, status, field, rule) in raw_cases {
             let problem = assert_problem(app.register(&body).await, status, field, rule).await;
             if rule == "minimum_version" {
                 assert!(problem.to_string().contains("Exchange 2010 or later"), "{problem}");
@@ -126,104 +166,104 @@ e2e_tests! {
 
         // Nothing was stored: the trail is empty and the same registration still succeeds.
         assert!(app.open_database().list(0, 10).unwrap().is_empty());
-        app.register_ok(&registration(1)).await;
+        app.register_ok_typed(registration_typed(1)).await;
     }
 
     async fn a_domain_or_ods_code_belongs_to_one_organisation(backend) {
         let app = TestApp::spawn(backend).await;
-        app.register_ok(&registration(1)).await;
+        app.register_ok_typed(registration_typed(1)).await;
 
-        let mut second = registration(2);
-        second["domains"] = json!(["care2.example.org", "CARE1.example.org"]);
-        let problem = assert_problem(app.register(&second).await, 409, "domains", "unique_domain").await;
-        assert!(problem["detail"].as_str().unwrap().contains("care1.example.org"), "{problem}");
-        assert_eq!(problem["type"], "/problems/domain-taken");
+        let mut second = registration_typed(2);
+        second.domains = vec!["care2.example.org".into(), "CARE1.example.org".into()];
+        let problem = problem_of(app.register_typed(second).await);
+        assert_field_problem(&problem, 409, "domains", "unique_domain");
+        assert!(problem.1.detail.contains("care1.example.org"), "{:?}", problem.1);
+        assert_eq!(problem.1.type_, "/problems/domain-taken");
 
-        let mut same_ods = registration(3);
-        same_ods["ods_code"] = json!("AB001");
-        let problem = assert_problem(app.register(&same_ods).await, 409, "ods_code", "unique_ods_code").await;
-        assert_eq!(problem["type"], "/problems/ods-code-taken");
+        let mut same_ods = registration_typed(3);
+        same_ods.ods_code = "ab001".into();
+        let problem = problem_of(app.register_typed(same_ods).await);
+        assert_field_problem(&problem, 409, "ods_code", "unique_ods_code");
+        assert_eq!(problem.1.type_, "/problems/ods-code-taken");
 
         // The refused registrations left nothing behind: their free domains are still free.
-        app.register_ok(&registration(2)).await;
-        app.register_ok(&registration(3)).await;
+        app.register_ok_typed(registration_typed(2)).await;
+        app.register_ok_typed(registration_typed(3)).await;
 
         // Updating into another organisation's domain is refused too.
-        let (id4, token4, _) = app.register_ok(&registration(4)).await;
-        let taken = app.patch_organisation(&id4, &token4, Some("\"1\""), &json!({"domains": ["care2.example.org"]})).await;
-        assert_problem(taken, 409, "domains", "unique_domain").await;
+        let (id4, token4, _) = app.register_ok_typed(registration_typed(4)).await;
+        let patch = OrganisationPatch { domains: vec!["care2.example.org".into()], ..OrganisationPatch::default() };
+        let taken = problem_of(app.api_as(&token4).update_organisation().id(id4).if_match("\"1\"").body(patch).send().await);
+        assert_field_problem(&taken, 409, "domains", "unique_domain");
     }
 
     async fn tokens_see_only_their_own_organisation(backend) {
         let app = TestApp::spawn(backend).await;
-        let (id_a, token_a, _) = app.register_ok(&registration(1)).await;
-        let (id_b, token_b, _) = app.register_ok(&registration(2)).await;
+        let (id_a, token_a, _) = app.register_ok_typed(registration_typed(1)).await;
+        let (id_b, token_b, _) = app.register_ok_typed(registration_typed(2)).await;
 
-        let none = app.get_organisation(&id_a, None).await;
+        let none = app.get_organisation(&id_a.to_string(), None).await;
         assert_eq!(none.status(), 401);
         assert!(none.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
-        let garbage = app.get_organisation(&id_a, Some("gwrat_nonsense")).await;
-        assert_eq!(garbage.status(), 401);
+        assert_eq!(problem_of(app.api().get_organisation().id(id_a).send().await).0, 401);
+        assert_eq!(problem_of(app.api_as("gwrat_nonsense").get_organisation().id(id_a).send().await).0, 401);
         let forged = format!("{}x", &token_a[..token_a.len() - 1]);
-        assert_eq!(app.get_organisation(&id_a, Some(&forged)).await.status(), 401);
+        assert_eq!(problem_of(app.api_as(&forged).get_organisation().id(id_a).send().await).0, 401);
 
         // A's token on B, on an unknown id and on a malformed id: all alike 404.
-        let cross = app.get_organisation(&id_b, Some(&token_a)).await;
-        assert_eq!(cross.status(), 404);
-        let cross_body = cross.text().await.unwrap();
-        let unknown = app.get_organisation(&uuid::Uuid::now_v7().to_string(), Some(&token_a)).await;
-        assert_eq!(unknown.status(), 404);
-        assert_eq!(unknown.text().await.unwrap(), cross_body, "another's and a missing organisation answer alike");
+        let api_a = app.api_as(&token_a);
+        let cross = problem_of(api_a.get_organisation().id(id_b).send().await);
+        assert_eq!(cross.0, 404);
+        let unknown = problem_of(api_a.get_organisation().id(uuid::Uuid::now_v7()).send().await);
+        assert_eq!(unknown.0, 404);
+        assert_eq!(format!("{:?}", unknown.1), format!("{:?}", cross.1), "another's and a missing organisation answer alike");
         assert_eq!(app.get_organisation("not-a-uuid", Some(&token_a)).await.status(), 404);
-        let cross_patch = app.patch_organisation(&id_b, &token_a, Some("\"1\""), &json!({"name": "Hijacked"})).await;
-        assert_eq!(cross_patch.status(), 404);
-        let b: Value = app.get_organisation(&id_b, Some(&token_b)).await.json().await.unwrap();
-        assert_eq!(b["name"], "Care Organisation 2");
+        let cross_patch = problem_of(api_a.update_organisation().id(id_b).if_match("\"1\"").body(rename("Hijacked")).send().await);
+        assert_eq!(cross_patch.0, 404);
+        let b = app.api_as(&token_b).get_organisation().id(id_b).send().await.unwrap().into_inner();
+        assert_eq!(b.name, "Care Organisation 2");
     }
 
     async fn patch_refuses_nulls_unknown_fields_and_rule_breaks(backend) {
         let app = TestApp::spawn(backend).await;
-        let (id, token, _) = app.register_ok(&registration(1)).await;
-        assert_problem(app.patch_organisation(&id, &token, Some("\"1\""), &json!({"name": null})).await, 400, "name", "type").await;
-        assert_problem(app.patch_organisation(&id, &token, Some("\"1\""), &json!({"ods_code": "ZZ999"})).await, 400, "ods_code", "unknown_field").await;
-        assert_problem(app.patch_organisation(&id, &token, Some("\"1\""), &json!({"exchange_version": "exchange_2007"})).await, 422, "exchange_version", "minimum_version").await;
-        assert_problem(app.patch_organisation(&id, &token, Some("\"1\""), &json!({"domains": ["x.nhs.net"]})).await, 422, "domains[0]", "reserved_domain").await;
-        let unchanged: Value = app.get_organisation(&id, Some(&token)).await.json().await.unwrap();
-        assert_eq!(unchanged["version"], 1);
+        let (id, token, _) = app.register_ok_typed(registration_typed(1)).await;
+        let raw_id = id.to_string();
+        assert_problem(app.patch_organisation(&raw_id, &token, Some("\"1\""), &json!({"name": null})).await, 400, "name", "type").await;
+        assert_problem(app.patch_organisation(&raw_id, &token, Some("\"1\""), &json!({"ods_code": "ZZ999"})).await, 400, "ods_code", "unknown_field").await;
+        assert_problem(app.patch_organisation(&raw_id, &token, Some("\"1\""), &json!({"exchange_version": "exchange_2007"})).await, 422, "exchange_version", "minimum_version").await;
+        let api = app.api_as(&token);
+        let patch = OrganisationPatch { domains: vec!["x.nhs.net".into()], ..OrganisationPatch::default() };
+        assert_field_problem(&problem_of(api.update_organisation().id(id).if_match("\"1\"").body(patch).send().await), 422, "domains[0]", "reserved_domain");
+        let unchanged = api.get_organisation().id(id).send().await.unwrap().into_inner();
+        assert_eq!(unchanged.version, 1);
         // A patch that changes nothing keeps the version.
-        let same = app.patch_organisation(&id, &token, Some("\"1\""), &json!({"name": "Care Organisation 1"})).await;
-        assert_eq!(same.status(), 200);
+        let same = api.update_organisation().id(id).if_match("\"1\"").body(rename("Care Organisation 1")).send().await.unwrap();
         assert_eq!(same.headers()["etag"], "\"1\"");
     }
 
     async fn data_survives_a_restart(backend) {
         let app = TestApp::spawn(backend).await;
-        let (id, token, created) = app.register_ok(&registration(1)).await;
+        let (id, token, created) = app.register_ok_typed(registration_typed(1)).await;
         let (database, settings) = app.stop().await;
         let app = TestApp::spawn_with(database, settings).await;
-        let read = app.get_organisation(&id, Some(&token)).await;
-        assert_eq!(read.status(), 200, "the token still works after a restart");
-        let read: Value = read.json().await.unwrap();
-        assert_eq!(read["ods_code"], created["ods_code"]);
-        assert_eq!(read["created_at"], created["created_at"]);
+        let read = app.api_as(&token).get_organisation().id(id).send().await.unwrap().into_inner();
+        assert_eq!(read.ods_code, created.ods_code, "the token still works after a restart");
+        assert_eq!(read.created_at, created.created_at);
     }
 
     async fn imported_accreditation_shows_on_domains(backend) {
         let app = TestApp::spawn(backend).await;
-        let mut body = registration(1);
-        body["domains"] = json!(["care1.example.org", "a.council.gov.uk", "other.example.net"]);
-        let (id, token, _) = app.register_ok(&body).await;
+        let mut body = registration_typed(1);
+        body.domains = vec!["care1.example.org".into(), "a.council.gov.uk".into(), "other.example.net".into()];
+        let (id, token, _) = app.register_ok_typed(body).await;
         let dir = tempfile::tempdir().unwrap();
         let list = dir.path().join("dcb1596.txt");
         std::fs::write(&list, "# accredited\ncare1.example.org\n*.council.gov.uk\n").unwrap();
         let stored = gateway_api::commands::import_secure_domains(&app.settings, &list).unwrap();
         assert_eq!(stored, 2);
-        let read: Value = app.get_organisation(&id, Some(&token)).await.json().await.unwrap();
-        assert_eq!(read["domains"], json!([
-            {"name": "care1.example.org", "accredited": true},
-            {"name": "a.council.gov.uk", "accredited": true},
-            {"name": "other.example.net", "accredited": false},
-        ]));
+        let read = app.api_as(&token).get_organisation().id(id).send().await.unwrap().into_inner();
+        let flags: Vec<_> = read.domains.iter().map(|d| (d.name.as_str(), d.accredited)).collect();
+        assert_eq!(flags, [("care1.example.org", true), ("a.council.gov.uk", true), ("other.example.net", false)]);
         let events = app.open_database().list(0, 10).unwrap();
         assert_eq!(events.last().unwrap().action, "secure_domains.imported");
     }
@@ -234,8 +274,8 @@ e2e_tests! {
         settings.registration.rate_limit_per_minute = 2;
         settings.registration.rate_limit_burst = 2;
         let app = TestApp::spawn_with(database, settings).await;
-        app.register_ok(&registration(1)).await;
-        app.register_ok(&registration(2)).await;
+        app.register_ok_typed(registration_typed(1)).await;
+        app.register_ok_typed(registration_typed(2)).await;
         let limited = app.register(&registration(3)).await;
         assert_eq!(limited.status(), 429);
         let retry: u64 = limited.headers()["retry-after"].to_str().unwrap().parse().unwrap();

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use actix_web::dev::ServerHandle;
 use gateway_api::{Application, Settings};
+use gateway_client::types::{self, Problem};
+use gateway_client::{Error as ClientError, ResponseValue};
 use gateway_persistence::testing::TestDatabase;
 use gateway_persistence::{Backend, Database};
 use secrecy::SecretString;
@@ -65,6 +67,50 @@ impl TestApp {
         self.database.open()
     }
 
+    /// The generated client, unauthenticated.
+    pub fn api(&self) -> gateway_client::Client {
+        gateway_client::Client::new(&self.base)
+    }
+
+    /// The generated client, sending `token` as its bearer token.
+    pub fn api_as(&self, token: &str) -> gateway_client::Client {
+        let mut headers = reqwest::header::HeaderMap::new();
+        let value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .expect("header value");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .expect("http client");
+        gateway_client::Client::new_with_client(&self.base, http)
+    }
+
+    /// Registers through the generated client; returns the response with its headers.
+    pub async fn register_typed(
+        &self,
+        body: types::RegistrationRequest,
+    ) -> Result<ResponseValue<types::RegistrationResponse>, ClientError<Problem>> {
+        self.api().register_organisation().body(body).send().await
+    }
+
+    /// Registers (generated client) and returns (id, token, response).
+    pub async fn register_ok_typed(
+        &self,
+        body: types::RegistrationRequest,
+    ) -> (uuid::Uuid, String, types::RegistrationResponse) {
+        let response = self
+            .register_typed(body)
+            .await
+            .expect("registered")
+            .into_inner();
+        (
+            response.id,
+            response.registration_access_token.clone(),
+            response,
+        )
+    }
+
+    /// Raw HTTP, for malformed bodies the generated client cannot send.
     pub async fn register(&self, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url("/v1/registrations"))
@@ -72,19 +118,6 @@ impl TestApp {
             .send()
             .await
             .expect("request sent")
-    }
-
-    /// Registers `body` and returns (organisation id, token, response body).
-    pub async fn register_ok(&self, body: &Value) -> (String, String, Value) {
-        let response = self.register(body).await;
-        assert_eq!(response.status(), 201, "{:?}", response.text().await);
-        let body: Value = response.json().await.expect("json body");
-        let id = body["id"].as_str().expect("id").to_owned();
-        let token = body["registration_access_token"]
-            .as_str()
-            .expect("token")
-            .to_owned();
-        (id, token, body)
     }
 
     pub async fn get_organisation(&self, id: &str, token: Option<&str>) -> reqwest::Response {
@@ -117,7 +150,47 @@ impl TestApp {
     }
 }
 
-/// A valid registration, unique by `n` (ODS code and domain).
+/// A valid registration, unique by `n` (ODS code and domain), as the generated client's type.
+pub fn registration_typed(n: u32) -> types::RegistrationRequest {
+    serde_json::from_value(registration(n)).expect("a valid registration")
+}
+
+/// The problem a generated-client call failed with, and its status.
+pub fn problem_of<T: std::fmt::Debug>(
+    result: Result<ResponseValue<T>, ClientError<Problem>>,
+) -> (u16, Problem) {
+    match result {
+        Err(ClientError::ErrorResponse(response)) => {
+            let status = response.status().as_u16();
+            assert_eq!(
+                response
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok()),
+                Some("application/problem+json")
+            );
+            (status, response.into_inner())
+        }
+        other => panic!("expected a problem response, got {other:?}"),
+    }
+}
+
+/// Asserts the problem has `status` and names `field` with `rule`.
+pub fn assert_field_problem(got: &(u16, Problem), status: u16, field: &str, rule: &str) {
+    assert_eq!(got.0, status, "for {field}/{rule}: {:?}", got.1);
+    assert!(got.1.type_.starts_with("/problems/"));
+    assert!(
+        got.1
+            .errors
+            .iter()
+            .flatten()
+            .any(|e| e.field == field && e.rule == rule),
+        "expected {field}/{rule} in {:?}",
+        got.1
+    );
+}
+
+/// A valid registration, unique by `n` (ODS code and domain), as raw JSON.
 pub fn registration(n: u32) -> Value {
     json!({
         "ods_code": format!("ab{n:03}"),
