@@ -13,8 +13,9 @@ use crate::error::{FieldProblem, Problem};
     info(
         title = "Federation Gateway",
         description = "Lets external care organisations federate with the national health-and-care email and directory platform: registration, information-governance evidence and partner agreements; then address-book sync deltas and calendar free/busy for approved partners.\n\nErrors are RFC 9457 problem details (`application/problem+json`); each `type` is a stable URI under `/problems/` that the gateway serves as documentation.",
-        license(name = "MIT"),
+        license(name = "MIT", identifier = "MIT"),
     ),
+    servers((url = "/", description = "The gateway that serves this document")),
     tags(
         (name = "registration", description = "Register an organisation and manage its registration"),
         (name = "operations", description = "Health, readiness and problem-type documentation"),

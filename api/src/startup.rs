@@ -52,10 +52,6 @@ impl std::fmt::Debug for Application {
     }
 }
 
-async fn not_found() -> actix_web::HttpResponse {
-    actix_web::ResponseError::error_response(&ApiError::NotFound)
-}
-
 impl Application {
     /// Opens the database and binds `server.host:server.port` (port 0 picks a free one).
     pub fn build(settings: &Settings) -> anyhow::Result<Self> {
@@ -87,6 +83,7 @@ impl Application {
             backend_name: db.backend().name(),
         };
         let document = crate::openapi::document();
+        let known_routes = crate::routes::fallback::KnownRoutes::from_document(&document);
         let limit = settings.server.json_body_limit_bytes;
         let mut server = HttpServer::new(move || {
             App::new()
@@ -109,7 +106,8 @@ impl Application {
                         .into()
                     }),
                 )
-                .default_service(web::to(not_found))
+                .app_data(web::Data::new(known_routes.clone()))
+                .default_service(web::to(crate::routes::fallback::fallback))
                 .wrap(from_fn(telemetry::request_id))
         })
         .listen(listener)?

@@ -2,6 +2,7 @@
 
 use utoipa_actix_web::service_config::ServiceConfig;
 
+pub mod fallback;
 pub mod health;
 pub mod problems;
 pub mod registrations;

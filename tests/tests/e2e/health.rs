@@ -45,6 +45,18 @@ e2e_tests! {
         assert_eq!(crate::support::problem_of(unknown).0, 404);
     }
 
+    async fn wrong_methods_get_405_with_allow(backend) {
+        let app = TestApp::spawn(backend).await;
+        let response = app.client.delete(app.url("/v1/registrations")).send().await.unwrap();
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()["allow"], "POST");
+        assert_eq!(response.headers()["content-type"], "application/problem+json");
+        let response = app.client.put(app.url(&format!("/v1/organisations/{}", uuid::Uuid::now_v7()))).send().await.unwrap();
+        assert_eq!(response.status(), 405);
+        assert_eq!(response.headers()["allow"], "GET, PATCH");
+        assert_eq!(app.client.delete(app.url("/no/such/path")).send().await.unwrap().status(), 404);
+    }
+
     async fn openapi_and_swagger_ui_are_served(backend) {
         let app = TestApp::spawn(backend).await;
         let doc: Value = app.client.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
