@@ -44,9 +44,9 @@ pub enum ExchangeVersionDto {
 #[serde(deny_unknown_fields)]
 pub struct ContactDto {
     /// 1 to 200 characters.
-    #[schema(example = "Ada Lovelace")]
+    #[schema(example = "Ada Lovelace", min_length = 1)]
     pub name: String,
-    #[schema(example = "ada.lovelace@leedscare.org.uk")]
+    #[schema(example = "ada.lovelace@leedscare.org.uk", min_length = 3)]
     pub email: String,
 }
 
@@ -93,8 +93,10 @@ impl From<&Contact> for ContactDto {
 }))]
 pub struct RegistrationRequest {
     /// The organisation's ODS code: 3 to 10 letters and digits (case is normalised to upper).
+    #[schema(min_length = 3)]
     pub ods_code: String,
     /// Legal name, 2 to 200 characters.
+    #[schema(min_length = 2)]
     pub name: String,
     #[schema(value_type = CareCategoryDto)]
     pub category: String,
@@ -103,9 +105,11 @@ pub struct RegistrationRequest {
     /// 1 to 238 email domains the organisation sends from. `nhs.net` and its subdomains, and
     /// the retired GSi domains (`*.gcsx.gov.uk` and kin), cannot be claimed; a domain belongs
     /// to one organisation only.
+    #[schema(min_items = 1, max_items = 238)]
     pub domains: Vec<String>,
     pub contacts: ContactsDto,
     /// Why the organisation needs federation, 20 to 4000 characters.
+    #[schema(min_length = 20)]
     pub business_need: String,
 }
 
@@ -155,7 +159,7 @@ pub struct ContactsPatch {
 #[schema(example = json!({"name": "Leeds Community Care CIC", "domains": ["leedscare.org.uk", "mail.leedscare.org.uk"]}))]
 pub struct OrganisationPatch {
     #[serde(default, deserialize_with = "present")]
-    #[schema(nullable = false)]
+    #[schema(nullable = false, min_length = 2)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = CareCategoryDto, required = false)]
@@ -165,13 +169,13 @@ pub struct OrganisationPatch {
     pub exchange_version: Option<String>,
     /// Replaces the whole list of domains.
     #[serde(default, deserialize_with = "present")]
-    #[schema(nullable = false)]
+    #[schema(nullable = false, min_items = 1, max_items = 238)]
     pub domains: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
     pub contacts: Option<ContactsPatch>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(nullable = false)]
+    #[schema(nullable = false, min_length = 20)]
     pub business_need: Option<String>,
 }
 

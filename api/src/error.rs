@@ -50,8 +50,9 @@ pub struct FieldProblem {
     pub message: String,
 }
 
-/// The kinds of problem, with their stable slugs and titles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The kinds of problem, by their stable slugs (the last segment of each problem's `type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
 pub enum ProblemKind {
     MalformedRequest,
     ValidationFailed,
@@ -66,7 +67,7 @@ pub enum ProblemKind {
     PreconditionRequired,
     RateLimited,
     ServiceUnavailable,
-    Internal,
+    InternalError,
 }
 
 impl ProblemKind {
@@ -84,7 +85,7 @@ impl ProblemKind {
         Self::PreconditionRequired,
         Self::RateLimited,
         Self::ServiceUnavailable,
-        Self::Internal,
+        Self::InternalError,
     ];
 
     pub fn slug(self) -> &'static str {
@@ -102,7 +103,7 @@ impl ProblemKind {
             Self::PreconditionRequired => "precondition-required",
             Self::RateLimited => "rate-limited",
             Self::ServiceUnavailable => "service-unavailable",
-            Self::Internal => "internal-error",
+            Self::InternalError => "internal-error",
         }
     }
 
@@ -128,7 +129,7 @@ impl ProblemKind {
             Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -147,7 +148,7 @@ impl ProblemKind {
             Self::PreconditionRequired => "If-Match required",
             Self::RateLimited => "Too many requests",
             Self::ServiceUnavailable => "Service unavailable",
-            Self::Internal => "Internal error",
+            Self::InternalError => "Internal error",
         }
     }
 
@@ -167,7 +168,7 @@ impl ProblemKind {
             Self::PreconditionRequired => "Changes need an If-Match header with the ETag from your last read, so concurrent changes cannot silently overwrite each other.",
             Self::RateLimited => "Slow down: wait for the number of seconds in Retry-After.",
             Self::ServiceUnavailable => "The gateway cannot reach a service it depends on. Retry later.",
-            Self::Internal => "The gateway failed. The failure was logged with the request id from the X-Request-Id header.",
+            Self::InternalError => "The gateway failed. The failure was logged with the request id from the X-Request-Id header.",
         }
     }
 }
@@ -226,7 +227,7 @@ impl ApiError {
             Self::PreconditionRequired(_) => ProblemKind::PreconditionRequired,
             Self::RateLimited { .. } => ProblemKind::RateLimited,
             Self::Unavailable(_) => ProblemKind::ServiceUnavailable,
-            Self::Internal(_) => ProblemKind::Internal,
+            Self::Internal(_) => ProblemKind::InternalError,
         }
     }
 
@@ -389,6 +390,11 @@ mod tests {
         for kind in ProblemKind::ALL {
             assert!(seen.insert(kind.slug()));
             assert_eq!(ProblemKind::from_slug(kind.slug()), Some(kind));
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                kind.slug(),
+                "the documented enum is the slug"
+            );
         }
     }
 

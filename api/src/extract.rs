@@ -126,6 +126,15 @@ fn describe_json_error(error: serde_path_to_error::Error<serde_json::Error>) -> 
     }
 }
 
+/// `"opaque"` or `W/"opaque"` (RFC 9110 section 8.8.3), the opaque part without quotes.
+fn is_entity_tag(tag: &str) -> bool {
+    let opaque = tag.strip_prefix("W/").unwrap_or(tag);
+    opaque.len() >= 2
+        && opaque.starts_with('"')
+        && opaque.ends_with('"')
+        && !opaque[1..opaque.len() - 1].contains('"')
+}
+
 /// The `If-Match` precondition of a write: required, and must name a version.
 #[derive(Debug)]
 pub struct IfMatch(pub Vec<String>);
@@ -163,6 +172,18 @@ impl FromRequest for IfMatch {
             return std::future::ready(Err(ApiError::PreconditionRequired(
                 "If-Match must carry the ETag from your last read; '*' would allow lost updates",
             )));
+        }
+        if let Some(bad) = tags.iter().find(|t| !is_entity_tag(t)) {
+            let message =
+                format!("{bad:?} is not an entity tag: send the ETag as received, e.g. \"3\"");
+            return std::future::ready(Err(ApiError::Malformed {
+                detail: format!("If-Match: {message}"),
+                errors: vec![FieldProblem {
+                    field: "If-Match".to_owned(),
+                    rule: "entity_tag".to_owned(),
+                    message,
+                }],
+            }));
         }
         std::future::ready(Ok(IfMatch(tags)))
     }
@@ -277,6 +298,16 @@ mod tests {
             malformed(r#""just a string""#),
             (String::new(), "type".into())
         );
+    }
+
+    #[test]
+    fn entity_tags_are_recognised() {
+        for good in ["\"1\"", "W/\"1\"", "\"\""] {
+            assert!(is_entity_tag(good), "{good}");
+        }
+        for bad in ["1", "{}", "\"1", "W/1", "\"a\"b\"", "*"] {
+            assert!(!is_entity_tag(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
-use crate::error::{FieldProblem, Problem};
+use crate::error::{FieldProblem, Problem, ProblemKind};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -20,7 +20,7 @@ use crate::error::{FieldProblem, Problem};
         (name = "registration", description = "Register an organisation and manage its registration"),
         (name = "operations", description = "Health, readiness and problem-type documentation"),
     ),
-    components(schemas(Problem, FieldProblem)),
+    components(schemas(Problem, FieldProblem, ProblemKind)),
     modifiers(&SecuritySchemes)
 )]
 struct ApiDoc;

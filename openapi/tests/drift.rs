@@ -136,3 +136,31 @@ fn every_operation_is_fully_documented() {
     }
     assert!(operations >= 6);
 }
+
+/// Every `$ref` in the document points at a component that exists.
+#[test]
+fn every_reference_resolves() {
+    fn refs(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(Value::String(r)) = map.get("$ref") {
+                    out.push(r.clone());
+                }
+                map.values().for_each(|v| refs(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let document: Value = serde_json::from_str(&gateway_openapi::render().unwrap()).unwrap();
+    let mut found = Vec::new();
+    refs(&document, &mut found);
+    assert!(!found.is_empty());
+    for reference in found {
+        let pointer = reference.strip_prefix('#').unwrap();
+        assert!(
+            document.pointer(pointer).is_some(),
+            "unresolved reference {reference}"
+        );
+    }
+}

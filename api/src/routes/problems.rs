@@ -9,7 +9,7 @@ use crate::error::{ApiError, Problem, ProblemKind};
 #[utoipa::path(
     tag = "operations",
     operation_id = "get_problem_type",
-    params(("slug" = String, Path, description = "The problem type, e.g. `validation-failed`")),
+    params(("slug" = ProblemKind, Path, description = "The problem type, e.g. `validation-failed`")),
     responses(
         (status = 200, description = "The problem type", body = ProblemTypeResponse),
         (status = 404, description = "No such problem type", body = Problem, content_type = "application/problem+json"),

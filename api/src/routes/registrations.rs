@@ -175,7 +175,8 @@ pub async fn get_organisation(
     operation_id = "update_organisation",
     params(
         ("id" = Uuid, Path, description = "The organisation id"),
-        ("If-Match" = String, Header, description = "The ETag from your last read, e.g. \"3\""),
+        ("If-Match" = String, Header, description = "The ETag from your last read, e.g. \"3\". `*` is refused: it would allow lost updates.",
+            pattern = r#"^(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*$"#),
     ),
     request_body(content = OrganisationPatch, content_type = "application/merge-patch+json"),
     responses(

@@ -28,9 +28,19 @@ fn with_raw(edit: impl FnOnce(&mut Value)) -> Value {
     body
 }
 
+/// A value of one of the client's checked string types (they enforce the document's
+/// constraints on construction).
+fn v<T>(raw: impl Into<String>) -> T
+where
+    T: TryFrom<String>,
+    T::Error: std::fmt::Debug,
+{
+    T::try_from(raw.into()).unwrap()
+}
+
 fn rename(name: &str) -> OrganisationPatch {
     OrganisationPatch {
-        name: Some(name.to_owned()),
+        name: Some(v(name)),
         ..OrganisationPatch::default()
     }
 }
@@ -64,10 +74,10 @@ e2e_tests! {
         assert!(raw.get("registration_access_token").is_none(), "the token is shown only once");
 
         let patch = OrganisationPatch {
-            name: Some("Renamed Care".into()),
+            name: Some(v("Renamed Care")),
             domains: vec!["care1.example.org".into(), "mail.care1.example.org".into()],
             contacts: Some(ContactsPatch {
-                technical: Some(ContactDto { name: "Grace Hopper".into(), email: "grace@care1.example.org".into() }),
+                technical: Some(ContactDto { name: v("Grace Hopper"), email: v("grace@care1.example.org") }),
                 ig_lead: None,
             }),
             ..OrganisationPatch::default()
@@ -77,7 +87,7 @@ e2e_tests! {
         let updated = updated.into_inner();
         assert_eq!(updated.version, 2);
         assert_eq!(updated.name, "Renamed Care");
-        assert_eq!(updated.contacts.technical.name, "Grace Hopper");
+        assert_eq!(updated.contacts.technical.name.as_str(), "Grace Hopper");
         assert_eq!(updated.contacts.ig_lead, created.contacts.ig_lead, "contacts not named are kept");
         assert_eq!(updated.domains.len(), 2);
 
@@ -85,11 +95,12 @@ e2e_tests! {
         let stale = problem_of(api.update_organisation().id(id).if_match("\"1\"").body(rename("Lost Update")).send().await);
         assert_eq!(stale.0, 412);
         assert_eq!(stale.1.type_, "/problems/precondition-failed");
-        let star = problem_of(api.update_organisation().id(id).if_match("*").body(rename("Blind Write")).send().await);
-        assert_eq!(star.0, 428);
-        // The generated client always sends If-Match; a missing one needs raw HTTP.
-        let missing = app.patch_organisation(&id.to_string(), &token, None, &json!({"name": "Blind Write"})).await;
-        assert_eq!(missing.status(), 428);
+        // If-Match values the generated client refuses to send (it checks the documented
+        // pattern), and a missing If-Match: raw HTTP.
+        let blind = json!({"name": "Blind Write"});
+        assert_eq!(app.patch_organisation(&id.to_string(), &token, Some("*"), &blind).await.status(), 428);
+        assert_problem(app.patch_organisation(&id.to_string(), &token, Some("2"), &blind).await, 400, "If-Match", "entity_tag").await;
+        assert_eq!(app.patch_organisation(&id.to_string(), &token, None, &blind).await.status(), 428);
         let now = api.get_organisation().id(id).send().await.unwrap().into_inner();
         assert_eq!(now.name, "Renamed Care");
         assert_eq!(now.version, 2);
@@ -107,16 +118,13 @@ e2e_tests! {
     async fn every_broken_rule_is_refused_naming_the_field_and_storing_nothing(backend) {
         let app = TestApp::spawn(backend).await;
         let too_many: Vec<String> = (0..239).map(|i| format!("d{i}.example.org")).collect();
-        let contact = |name: &str, email: &str| ContactDto { name: name.into(), email: email.into() };
-        // Well-formed requests that break a rule: through the generated client.
+        let contact = |name: &str, email: &str| ContactDto { name: v(name), email: v(email) };
+        // Requests that fit the document but break a rule: through the generated client.
         let cases: Vec<(types::RegistrationRequest, &str, &str)> = vec![
-            (with(|b| b.ods_code = "A-1".into()), "ods_code", "alphanumeric"),
-            (with(|b| b.ods_code = "AB".into()), "ods_code", "length"),
-            (with(|b| b.ods_code = "ABCDEFGHIJK".into()), "ods_code", "length"),
-            (with(|b| b.name = "  ".into()), "name", "required"),
-            (with(|b| b.name = "x".repeat(201)), "name", "length"),
-            (with(|b| b.domains = vec![]), "domains", "count"),
-            (with(|b| b.domains = too_many.clone()), "domains", "count"),
+            (with(|b| b.ods_code = v("A-1")), "ods_code", "alphanumeric"),
+            (with(|b| b.ods_code = v("ABCDEFGHIJK")), "ods_code", "length"),
+            (with(|b| b.name = v("  ")), "name", "required"),
+            (with(|b| b.name = v("x".repeat(201))), "name", "length"),
             (with(|b| b.domains = vec!["not a domain".into()]), "domains[0]", "dns_name"),
             (with(|b| b.domains = vec!["localhost".into()]), "domains[0]", "dns_name"),
             (with(|b| b.domains = vec!["ok.example.org".into(), "nhs.net".into()]), "domains[1]", "reserved_domain"),
@@ -124,16 +132,21 @@ e2e_tests! {
             (with(|b| b.domains = vec!["council.gcsx.gov.uk".into()]), "domains[0]", "retired_domain"),
             (with(|b| b.domains = vec!["a.example.org".into(), "A.example.org".into()]), "domains[1]", "unique"),
             (with(|b| b.contacts.ig_lead = contact("Ada", "nope")), "contacts.ig_lead.email", "email"),
-            (with(|b| b.contacts.technical = contact("", "alan@care1.example.org")), "contacts.technical.name", "required"),
-            (with(|b| b.business_need = String::new()), "business_need", "required"),
-            (with(|b| b.business_need = "x".repeat(4001)), "business_need", "length"),
+            (with(|b| b.contacts.technical = contact(" ", "alan@care1.example.org")), "contacts.technical.name", "required"),
+            (with(|b| b.business_need = v("x".repeat(4001))), "business_need", "length"),
         ];
         for (body, field, rule) in cases {
             assert_field_problem(&problem_of(app.register_typed(body).await), 422, field, rule);
         }
 
-        // Values the document's types exclude, and malformed bodies: raw HTTP.
+        // Values the document itself excludes (the generated client will not send them), and
+        // malformed bodies: raw HTTP.
         let raw_cases: Vec<(Value, u16, &str, &str)> = vec![
+            (with_raw(|b| b["ods_code"] = json!("AB")), 422, "ods_code", "length"),
+            (with_raw(|b| b["domains"] = json!([])), 422, "domains", "count"),
+            (with_raw(|b| b["domains"] = json!(too_many)), 422, "domains", "count"),
+            (with_raw(|b| b["contacts"]["technical"]["name"] = json!("")), 422, "contacts.technical.name", "required"),
+            (with_raw(|b| b["business_need"] = json!("")), 422, "business_need", "required"),
             (with_raw(|b| b["category"] = json!("hospital")), 422, "category", "one_of"),
             (with_raw(|b| b["exchange_version"] = json!("exchange_2007")), 422, "exchange_version", "minimum_version"),
             (with_raw(|b| b["exchange_version"] = json!("exchange_2003")), 422, "exchange_version", "minimum_version"),
@@ -181,7 +194,7 @@ e2e_tests! {
         assert_eq!(problem.1.type_, "/problems/domain-taken");
 
         let mut same_ods = registration_typed(3);
-        same_ods.ods_code = "ab001".into();
+        same_ods.ods_code = v("ab001");
         let problem = problem_of(app.register_typed(same_ods).await);
         assert_field_problem(&problem, 409, "ods_code", "unique_ods_code");
         assert_eq!(problem.1.type_, "/problems/ods-code-taken");
