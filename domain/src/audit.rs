@@ -15,6 +15,12 @@ pub enum Actor {
     Organisation(OrganisationId),
     /// An operator running a command of the `federation-gateway` binary.
     Operator(String),
+    /// A national reviewer, by the identity provider's subject.
+    Reviewer(String),
+    /// The internal directory publisher, by its client id.
+    Publisher(String),
+    /// The gateway itself (maintenance).
+    System,
 }
 
 impl Actor {
@@ -23,14 +29,19 @@ impl Actor {
             Self::Anonymous => "anonymous",
             Self::Organisation(_) => "organisation",
             Self::Operator(_) => "operator",
+            Self::Reviewer(_) => "reviewer",
+            Self::Publisher(_) => "publisher",
+            Self::System => "system",
         }
     }
 
     pub fn id(&self) -> Option<String> {
         match self {
-            Self::Anonymous => None,
+            Self::Anonymous | Self::System => None,
             Self::Organisation(id) => Some(id.to_string()),
-            Self::Operator(name) => Some(name.clone()),
+            Self::Operator(name) | Self::Reviewer(name) | Self::Publisher(name) => {
+                Some(name.clone())
+            }
         }
     }
 }
@@ -41,6 +52,13 @@ pub enum AuditAction {
     OrganisationRegistered,
     OrganisationUpdated,
     SecureDomainsImported,
+    KeysReplaced,
+    KeysRemoved,
+    TokenIssued,
+    AssertionRejected,
+    ReviewerLogin,
+    ReviewerLoginFailed,
+    SigningKeyRotated,
 }
 
 impl AuditAction {
@@ -49,6 +67,13 @@ impl AuditAction {
             Self::OrganisationRegistered => "organisation.registered",
             Self::OrganisationUpdated => "organisation.updated",
             Self::SecureDomainsImported => "secure_domains.imported",
+            Self::KeysReplaced => "keys.replaced",
+            Self::KeysRemoved => "keys.removed",
+            Self::TokenIssued => "token.issued",
+            Self::AssertionRejected => "token.assertion_rejected",
+            Self::ReviewerLogin => "reviewer.login",
+            Self::ReviewerLoginFailed => "reviewer.login_failed",
+            Self::SigningKeyRotated => "signing_key.rotated",
         }
     }
 }

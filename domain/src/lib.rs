@@ -3,6 +3,7 @@
 //!
 //! Nothing here knows about HTTP, SQL or OpenAPI.
 
+pub mod access;
 pub mod accreditation;
 pub mod audit;
 pub mod category;
@@ -10,12 +11,14 @@ pub mod clock;
 pub mod contact;
 pub mod dns;
 pub mod exchange;
+pub mod keys;
 pub mod ods;
 pub mod organisation;
 pub mod ports;
 pub mod text;
 pub mod validation;
 
+pub use access::{ReviewerIdentity, Role, Scope};
 pub use accreditation::SecureDomainPattern;
 pub use audit::{Actor, AuditAction, AuditEvent, NewAuditEvent};
 pub use category::CareCategory;
@@ -23,12 +26,14 @@ pub use clock::{Clock, SystemClock};
 pub use contact::{Contact, ContactRole, Contacts, EmailAddress};
 pub use dns::EmailDomain;
 pub use exchange::ExchangeVersion;
+pub use keys::{KeyLifecycle, KeyType, PartnerKey};
 pub use ods::OdsCode;
 pub use organisation::{
     ClaimedDomain, NewOrganisation, Organisation, OrganisationChange, OrganisationId, Version,
 };
 pub use ports::{
     AuditRepository, Conflict, CredentialDigest, HealthCheck, OrganisationRepository,
-    RepositoryError, SecureDomainRepository, StoredCredential,
+    PartnerKeyRepository, ReplayCache, RepositoryError, SecureDomainRepository,
+    SigningKeyRepository, StoredCredential, StoredSigningKey,
 };
 pub use validation::{FieldError, ValidationErrors};

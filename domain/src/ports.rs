@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use crate::accreditation::SecureDomainPattern;
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::dns::EmailDomain;
+use crate::keys::PartnerKey;
 use crate::ods::OdsCode;
 use crate::organisation::{NewOrganisation, Organisation, OrganisationId, Version};
 
@@ -68,6 +69,13 @@ pub trait OrganisationRepository: Send + Sync {
     /// MUST return `Ok(None)` for an unknown id.
     fn get(&self, id: OrganisationId) -> Result<Option<Organisation>, RepositoryError>;
 
+    /// Organisations in id order (oldest first), those after `after`, at most `limit`.
+    fn list_organisations(
+        &self,
+        after: Option<OrganisationId>,
+        limit: i64,
+    ) -> Result<Vec<Organisation>, RepositoryError>;
+
     /// The credential with this selector, if any.
     fn find_credential(&self, selector: &str) -> Result<Option<StoredCredential>, RepositoryError>;
 
@@ -100,10 +108,95 @@ pub trait AuditRepository: Send + Sync {
     fn append(&self, event: &NewAuditEvent) -> Result<AuditEvent, RepositoryError>;
 
     /// Events with `seq > after`, oldest first, at most `limit`.
-    fn list(&self, after: i64, limit: i64) -> Result<Vec<AuditEvent>, RepositoryError>;
+    fn list_events(&self, after: i64, limit: i64) -> Result<Vec<AuditEvent>, RepositoryError>;
 }
 
 pub trait HealthCheck: Send + Sync {
     /// MUST fail when the store cannot answer a trivial query.
     fn ping(&self) -> Result<(), RepositoryError>;
+}
+
+pub trait PartnerKeyRepository: Send + Sync {
+    /// Replaces the organisation's whole key set by `keys` and appends `event`, atomically.
+    /// A key whose `kid` and JWK are unchanged keeps its `added_at` and `last_used_at`.
+    /// Returns the stored set. MUST return `NotFound` for an unknown organisation.
+    fn replace_keys(
+        &self,
+        organisation: OrganisationId,
+        keys: &[PartnerKey],
+        event: &NewAuditEvent,
+    ) -> Result<Vec<PartnerKey>, RepositoryError>;
+
+    /// The organisation's keys, in `kid` order.
+    fn list_keys(&self, organisation: OrganisationId) -> Result<Vec<PartnerKey>, RepositoryError>;
+
+    fn find_key(
+        &self,
+        organisation: OrganisationId,
+        kid: &str,
+    ) -> Result<Option<PartnerKey>, RepositoryError>;
+
+    fn mark_key_used(
+        &self,
+        organisation: OrganisationId,
+        kid: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), RepositoryError>;
+
+    /// Every organisation's keys (for maintenance).
+    fn all_keys(&self) -> Result<Vec<(OrganisationId, PartnerKey)>, RepositoryError>;
+
+    /// Removes the named keys, appending one event per organisation, atomically.
+    fn remove_keys(
+        &self,
+        keys: &[(OrganisationId, String)],
+        events: &[NewAuditEvent],
+    ) -> Result<usize, RepositoryError>;
+}
+
+/// Client-assertion `jti`s seen, shared by every replica through the database.
+pub trait ReplayCache: Send + Sync {
+    /// Records `(client, jti)` until `expires_at`. MUST return `Ok(false)`, recording nothing,
+    /// when the pair is already recorded and unexpired at `now` (a replay), also when two
+    /// replicas race with the same pair.
+    fn remember(
+        &self,
+        client: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepositoryError>;
+
+    /// Forgets entries expired at `now`; returns how many.
+    fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, RepositoryError>;
+}
+
+/// One of the gateway's own token-signing keys, its private half sealed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub alg: String,
+    /// The private key, encrypted with the key-encryption key (opaque to storage).
+    pub sealed_private_key: String,
+    pub public_jwk: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    /// Set when a newer key replaced this one: published until then, then removed.
+    pub retire_after: Option<DateTime<Utc>>,
+}
+
+pub trait SigningKeyRepository: Send + Sync {
+    /// All stored keys, newest first. The newest is the active one.
+    fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, RepositoryError>;
+
+    /// Adds `key` as the active key; every other key without a retirement time gets
+    /// `retire_others_after`. Appends `event`. Atomic.
+    fn add_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        retire_others_after: DateTime<Utc>,
+        event: &NewAuditEvent,
+    ) -> Result<(), RepositoryError>;
+
+    /// Removes keys whose retirement time has passed; returns how many.
+    fn prune_signing_keys(&self, now: DateTime<Utc>) -> Result<usize, RepositoryError>;
 }

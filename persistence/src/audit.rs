@@ -29,7 +29,7 @@ impl AuditRepository for Database {
         self.write(|conn| append_event(conn, event))
     }
 
-    fn list(&self, after: i64, limit: i64) -> Result<Vec<AuditEvent>, RepositoryError> {
+    fn list_events(&self, after: i64, limit: i64) -> Result<Vec<AuditEvent>, RepositoryError> {
         let rows: Vec<AuditRow> = self.read(|conn| {
             Ok(audit_events::table
                 .filter(audit_events::seq.gt(after))

@@ -6,6 +6,7 @@ mod audit;
 mod connection;
 mod database_url;
 mod error;
+mod keys;
 mod models;
 mod organisations;
 pub mod schema;

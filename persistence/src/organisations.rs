@@ -190,6 +190,31 @@ impl OrganisationRepository for Database {
         self.read(|conn| load(conn, &id.to_string()))
     }
 
+    fn list_organisations(
+        &self,
+        after: Option<OrganisationId>,
+        limit: i64,
+    ) -> Result<Vec<Organisation>, RepositoryError> {
+        self.read(|conn| {
+            let mut query = organisations::table
+                .select(organisations::id)
+                .order(organisations::id.asc())
+                .limit(limit)
+                .into_boxed();
+            if let Some(after) = after {
+                query = query.filter(organisations::id.gt(after.to_string()));
+            }
+            let ids: Vec<String> = query.load(conn)?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(org) = load(conn, &id)? {
+                    out.push(org);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn find_credential(&self, selector: &str) -> Result<Option<StoredCredential>, RepositoryError> {
         let row = self.read(|conn| {
             Ok(registration_credentials::table

@@ -69,3 +69,42 @@ diesel::allow_tables_to_appear_in_same_query!(
     secure_email_domains,
     audit_events,
 );
+
+diesel::table! {
+    partner_keys (organisation_id, kid) {
+        organisation_id -> Text,
+        kid -> Text,
+        kty -> Text,
+        alg -> Nullable<Text>,
+        jwk -> Text,
+        added_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    assertion_jtis (client_id, jti) {
+        client_id -> Text,
+        jti -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        alg -> Text,
+        sealed_private_key -> Text,
+        public_jwk -> Text,
+        created_at -> Timestamp,
+        retire_after -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(partner_keys -> organisations (organisation_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    partner_keys,
+    organisations,
+    assertion_jtis,
+    signing_keys
+);

@@ -74,7 +74,7 @@ fn register(
 }
 
 fn audit_count(db: &Database) -> usize {
-    db.list(0, 1000).unwrap().len()
+    db.list_events(0, 1000).unwrap().len()
 }
 
 backend_tests! {
@@ -102,7 +102,7 @@ backend_tests! {
         assert_eq!(stored.secret_sha256, "sel-AB123-hash");
         assert!(db.find_credential("nope").unwrap().is_none());
 
-        let events = db.list(0, 10).unwrap();
+        let events = db.list_events(0, 10).unwrap();
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].action, "organisation.registered");
         assert_eq!(events[0].subject_id.as_deref(), Some(created.id.to_string().as_str()));
@@ -244,9 +244,9 @@ backend_tests! {
         for i in 0..5 {
             db.append(&NewAuditEvent { details: serde_json::json!({ "i": i }), ..event(AuditAction::OrganisationUpdated, None) }).unwrap();
         }
-        let first = db.list(0, 3).unwrap();
+        let first = db.list_events(0, 3).unwrap();
         assert_eq!(first.len(), 3);
-        let rest = db.list(first[2].seq, 10).unwrap();
+        let rest = db.list_events(first[2].seq, 10).unwrap();
         assert_eq!(rest.len(), 2);
         let order: Vec<i64> = first.iter().chain(&rest).map(|e| e.details["i"].as_i64().unwrap()).collect();
         assert_eq!(order, [0, 1, 2, 3, 4]);
@@ -258,5 +258,125 @@ backend_tests! {
         let db = test.open();
         db.ping().unwrap();
         assert_eq!(db.backend(), backend);
+    }
+}
+
+fn partner_key(kid: &str, x: &str, at: DateTime<Utc>) -> gateway_domain::PartnerKey {
+    gateway_domain::PartnerKey {
+        kid: kid.into(),
+        key_type: gateway_domain::KeyType::Ed25519,
+        alg: Some("EdDSA".into()),
+        jwk: serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid}),
+        added_at: at,
+        last_used_at: None,
+    }
+}
+
+fn signing_key(kid: &str, at: DateTime<Utc>) -> gateway_domain::StoredSigningKey {
+    gateway_domain::StoredSigningKey {
+        kid: kid.into(),
+        alg: "EdDSA".into(),
+        sealed_private_key: format!("sealed-{kid}"),
+        public_jwk: serde_json::json!({"kty": "OKP", "kid": kid}),
+        created_at: at,
+        retire_after: None,
+    }
+}
+
+backend_tests! {
+    fn key_sets_are_replaced_whole_keeping_unchanged_keys_history(backend) {
+        use gateway_domain::PartnerKeyRepository;
+        let test = TestDatabase::new(backend);
+        let db = test.open();
+        let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+        let t0 = now();
+        let event = event(AuditAction::KeysReplaced, Some(org.id));
+        let stored = db.replace_keys(org.id, &[partner_key("k1", "AAA", t0), partner_key("k2", "BBB", t0)], &event).unwrap();
+        assert_eq!(stored.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), ["k1", "k2"]);
+        let used_at = t0 + Duration::seconds(5);
+        db.mark_key_used(org.id, "k1", used_at).unwrap();
+
+        // Rotation: keep k1, drop k2, add k3; k1 keeps its history.
+        let later = t0 + Duration::seconds(60);
+        let stored = db.replace_keys(org.id, &[partner_key("k1", "AAA", later), partner_key("k3", "CCC", later)], &event).unwrap();
+        let k1 = stored.iter().find(|k| k.kid == "k1").unwrap();
+        assert_eq!(k1.added_at, t0);
+        assert_eq!(k1.last_used_at, Some(used_at));
+        assert!(db.find_key(org.id, "k2").unwrap().is_none());
+        assert_eq!(db.find_key(org.id, "k3").unwrap().unwrap().added_at, later);
+
+        // Same kid, new material: a new key, history reset.
+        let stored = db.replace_keys(org.id, &[partner_key("k1", "ZZZ", later)], &event).unwrap();
+        assert_eq!(stored[0].last_used_at, None);
+        assert_eq!(stored[0].added_at, later);
+
+        assert!(matches!(db.replace_keys(OrganisationId::new(), &[], &event), Err(RepositoryError::NotFound)));
+        let other = register(&db, "CD456", &["two.example.org"]).unwrap();
+        assert!(db.list_keys(other.id).unwrap().is_empty(), "keys are per organisation");
+        assert_eq!(db.all_keys().unwrap().len(), 1);
+        let removed = db.remove_keys(&[(org.id, "k1".into())], &[event.clone()]).unwrap();
+        assert_eq!(removed, 1);
+        assert!(db.list_keys(org.id).unwrap().is_empty());
+    }
+
+    fn a_jti_is_accepted_once_until_it_expires(backend) {
+        use gateway_domain::ReplayCache;
+        let test = TestDatabase::new(backend);
+        let db = test.open();
+        let t0 = now();
+        let until = t0 + Duration::seconds(60);
+        assert!(db.remember("client-a", "jti-1", until, t0).unwrap());
+        assert!(!db.remember("client-a", "jti-1", until, t0 + Duration::seconds(1)).unwrap(), "replay");
+        assert!(db.remember("client-b", "jti-1", until, t0).unwrap(), "per client");
+        // After expiry the pair may be used again (the assertion itself would be expired).
+        assert!(db.remember("client-a", "jti-1", until + Duration::seconds(60), until + Duration::seconds(1)).unwrap());
+        assert_eq!(db.purge_expired(until + Duration::seconds(500)).unwrap(), 2);
+    }
+
+    fn concurrent_replays_have_one_winner(backend) {
+        use gateway_domain::ReplayCache;
+        let test = TestDatabase::new(backend);
+        let db = Arc::new(test.open());
+        let barrier = Arc::new(Barrier::new(4));
+        let t0 = now();
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (db, barrier) = (db.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    db.remember("client", "same-jti", t0 + Duration::seconds(60), t0).unwrap()
+                })
+            })
+            .collect();
+        let fresh = handles.into_iter().map(|h| h.join().unwrap()).filter(|fresh| *fresh).count();
+        assert_eq!(fresh, 1);
+    }
+
+    fn signing_keys_rotate_with_overlap_then_prune(backend) {
+        use gateway_domain::SigningKeyRepository;
+        let test = TestDatabase::new(backend);
+        let db = test.open();
+        let t0 = now();
+        let event = NewAuditEvent { subject_type: "signing_key", subject_id: None, ..event(AuditAction::SigningKeyRotated, None) };
+        db.add_signing_key(&signing_key("s1", t0), t0, &event).unwrap();
+        let t1 = t0 + Duration::seconds(10);
+        db.add_signing_key(&signing_key("s2", t1), t1 + Duration::hours(1), &event).unwrap();
+        let keys = db.signing_keys().unwrap();
+        assert_eq!(keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), ["s2", "s1"], "newest first");
+        assert_eq!(keys[0].retire_after, None);
+        assert_eq!(keys[1].retire_after, Some(t1 + Duration::hours(1)));
+        assert_eq!(db.prune_signing_keys(t1).unwrap(), 0);
+        assert_eq!(db.prune_signing_keys(t1 + Duration::hours(2)).unwrap(), 1);
+        assert_eq!(db.signing_keys().unwrap().len(), 1);
+    }
+
+    fn organisations_list_in_pages(backend) {
+        let test = TestDatabase::new(backend);
+        let db = test.open();
+        let ids: Vec<_> = (0..5).map(|i| register(&db, &format!("ORG{i}"), &[&format!("d{i}.example.org")]).unwrap().id).collect();
+        let first = db.list_organisations(None, 3).unwrap();
+        assert_eq!(first.iter().map(|o| o.id).collect::<Vec<_>>(), ids[..3]);
+        let rest = db.list_organisations(Some(first[2].id), 3).unwrap();
+        assert_eq!(rest.iter().map(|o| o.id).collect::<Vec<_>>(), ids[3..]);
     }
 }

@@ -106,7 +106,7 @@ e2e_tests! {
         assert_eq!(now.version, 2);
 
         // Registration and update are both on the audit trail, attributed and without secrets.
-        let events = app.open_database().list(0, 100).unwrap();
+        let events = app.open_database().list_events(0, 100).unwrap();
         let actions: Vec<_> = events.iter().map(|e| e.action.as_str()).collect();
         assert_eq!(actions, ["organisation.registered", "organisation.updated"]);
         assert_eq!(events[1].actor_id, Some(id.to_string()));
@@ -178,7 +178,7 @@ e2e_tests! {
         assert_eq!(huge.headers()["content-type"], "application/problem+json");
 
         // Nothing was stored: the trail is empty and the same registration still succeeds.
-        assert!(app.open_database().list(0, 10).unwrap().is_empty());
+        assert!(app.open_database().list_events(0, 10).unwrap().is_empty());
         app.register_ok_typed(registration_typed(1)).await;
     }
 
@@ -277,7 +277,7 @@ e2e_tests! {
         let read = app.api_as(&token).get_organisation().id(id).send().await.unwrap().into_inner();
         let flags: Vec<_> = read.domains.iter().map(|d| (d.name.as_str(), d.accredited)).collect();
         assert_eq!(flags, [("care1.example.org", true), ("a.council.gov.uk", true), ("other.example.net", false)]);
-        let events = app.open_database().list(0, 10).unwrap();
+        let events = app.open_database().list_events(0, 10).unwrap();
         assert_eq!(events.last().unwrap().action, "secure_domains.imported");
     }
 

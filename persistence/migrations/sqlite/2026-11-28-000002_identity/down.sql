@@ -1,0 +1,3 @@
+DROP TABLE signing_keys;
+DROP TABLE assertion_jtis;
+DROP TABLE partner_keys;

@@ -1,0 +1,310 @@
+//! Partner keys, the client-assertion replay cache, and the gateway's signing keys.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use gateway_domain::{
+    KeyType, NewAuditEvent, OrganisationId, PartnerKey, PartnerKeyRepository, ReplayCache,
+    RepositoryError, SigningKeyRepository, StoredSigningKey,
+};
+use uuid::Uuid;
+
+use crate::audit::append_event;
+use crate::connection::Database;
+use crate::error::TxError;
+use crate::models::{from_db_time, to_db_time};
+use crate::schema::{assertion_jtis, organisations, partner_keys, signing_keys};
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = partner_keys)]
+struct PartnerKeyRow {
+    organisation_id: String,
+    kid: String,
+    kty: String,
+    alg: Option<String>,
+    jwk: String,
+    added_at: NaiveDateTime,
+    last_used_at: Option<NaiveDateTime>,
+}
+
+impl PartnerKeyRow {
+    fn new(organisation: OrganisationId, key: &PartnerKey) -> Self {
+        Self {
+            organisation_id: organisation.to_string(),
+            kid: key.kid.clone(),
+            kty: key.key_type.as_str().to_owned(),
+            alg: key.alg.clone(),
+            jwk: key.jwk.to_string(),
+            added_at: to_db_time(key.added_at),
+            last_used_at: key.last_used_at.map(to_db_time),
+        }
+    }
+
+    fn into_entity(self) -> Result<(OrganisationId, PartnerKey), RepositoryError> {
+        let corrupt = |why: String| {
+            RepositoryError::Corrupt(format!(
+                "partner key {}/{}: {why}",
+                self.organisation_id, self.kid
+            ))
+        };
+        let organisation =
+            Uuid::parse_str(&self.organisation_id).map_err(|e| corrupt(e.to_string()))?;
+        let key_type = KeyType::parse(&self.kty)
+            .ok_or_else(|| corrupt(format!("unknown kty {}", self.kty)))?;
+        let jwk = serde_json::from_str(&self.jwk).map_err(|e| corrupt(e.to_string()))?;
+        Ok((
+            OrganisationId::from_uuid(organisation),
+            PartnerKey {
+                kid: self.kid,
+                key_type,
+                alg: self.alg,
+                jwk,
+                added_at: from_db_time(self.added_at),
+                last_used_at: self.last_used_at.map(from_db_time),
+            },
+        ))
+    }
+}
+
+fn load_keys(
+    conn: &mut crate::DbConnection,
+    organisation: &str,
+) -> Result<Vec<PartnerKey>, TxError> {
+    let rows: Vec<PartnerKeyRow> = partner_keys::table
+        .filter(partner_keys::organisation_id.eq(organisation))
+        .order(partner_keys::kid.asc())
+        .select(PartnerKeyRow::as_select())
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| row.into_entity().map(|(_, key)| key))
+        .collect::<Result<_, _>>()?)
+}
+
+impl PartnerKeyRepository for Database {
+    fn replace_keys(
+        &self,
+        organisation: OrganisationId,
+        keys: &[PartnerKey],
+        event: &NewAuditEvent,
+    ) -> Result<Vec<PartnerKey>, RepositoryError> {
+        let id = organisation.to_string();
+        self.write(|conn| {
+            let exists: i64 = organisations::table
+                .filter(organisations::id.eq(&id))
+                .count()
+                .get_result(conn)?;
+            if exists == 0 {
+                return Err(RepositoryError::NotFound.into());
+            }
+            let current = load_keys(conn, &id)?;
+            diesel::delete(partner_keys::table.filter(partner_keys::organisation_id.eq(&id)))
+                .execute(conn)?;
+            for key in keys {
+                // An unchanged key keeps its history, so re-sending the set is harmless.
+                let kept = current
+                    .iter()
+                    .find(|k| k.kid == key.kid && k.jwk == key.jwk);
+                let stored = PartnerKey {
+                    added_at: kept.map_or(key.added_at, |k| k.added_at),
+                    last_used_at: kept.and_then(|k| k.last_used_at),
+                    ..key.clone()
+                };
+                diesel::insert_into(partner_keys::table)
+                    .values(PartnerKeyRow::new(organisation, &stored))
+                    .execute(conn)?;
+            }
+            append_event(conn, event)?;
+            load_keys(conn, &id)
+        })
+    }
+
+    fn list_keys(&self, organisation: OrganisationId) -> Result<Vec<PartnerKey>, RepositoryError> {
+        self.read(|conn| load_keys(conn, &organisation.to_string()))
+    }
+
+    fn find_key(
+        &self,
+        organisation: OrganisationId,
+        kid: &str,
+    ) -> Result<Option<PartnerKey>, RepositoryError> {
+        let row: Option<PartnerKeyRow> = self.read(|conn| {
+            Ok(partner_keys::table
+                .find((organisation.to_string(), kid))
+                .select(PartnerKeyRow::as_select())
+                .first(conn)
+                .optional()?)
+        })?;
+        row.map(|r| r.into_entity().map(|(_, key)| key)).transpose()
+    }
+
+    fn mark_key_used(
+        &self,
+        organisation: OrganisationId,
+        kid: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), RepositoryError> {
+        self.write(|conn| {
+            diesel::update(partner_keys::table.find((organisation.to_string(), kid)))
+                .set(partner_keys::last_used_at.eq(Some(to_db_time(at))))
+                .execute(conn)?;
+            Ok(())
+        })
+    }
+
+    fn all_keys(&self) -> Result<Vec<(OrganisationId, PartnerKey)>, RepositoryError> {
+        let rows: Vec<PartnerKeyRow> = self.read(|conn| {
+            Ok(partner_keys::table
+                .order((partner_keys::organisation_id.asc(), partner_keys::kid.asc()))
+                .select(PartnerKeyRow::as_select())
+                .load(conn)?)
+        })?;
+        rows.into_iter().map(PartnerKeyRow::into_entity).collect()
+    }
+
+    fn remove_keys(
+        &self,
+        keys: &[(OrganisationId, String)],
+        events: &[NewAuditEvent],
+    ) -> Result<usize, RepositoryError> {
+        self.write(|conn| {
+            let mut removed = 0;
+            for (organisation, kid) in keys {
+                removed +=
+                    diesel::delete(partner_keys::table.find((organisation.to_string(), kid)))
+                        .execute(conn)?;
+            }
+            for event in events {
+                append_event(conn, event)?;
+            }
+            Ok(removed)
+        })
+    }
+}
+
+impl ReplayCache for Database {
+    fn remember(
+        &self,
+        client: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, RepositoryError> {
+        let result = self.write(|conn| {
+            let existing: Option<NaiveDateTime> = assertion_jtis::table
+                .find((client, jti))
+                .select(assertion_jtis::expires_at)
+                .first(conn)
+                .optional()?;
+            match existing {
+                Some(until) if until > to_db_time(now) => return Ok(false),
+                Some(_) => {
+                    diesel::delete(assertion_jtis::table.find((client, jti))).execute(conn)?;
+                }
+                None => {}
+            }
+            diesel::insert_into(assertion_jtis::table)
+                .values((
+                    assertion_jtis::client_id.eq(client),
+                    assertion_jtis::jti.eq(jti),
+                    assertion_jtis::expires_at.eq(to_db_time(expires_at)),
+                ))
+                .execute(conn)?;
+            Ok(true)
+        });
+        match result {
+            // Another replica recorded the same jti between our read and our insert.
+            Err(RepositoryError::Unavailable(cause))
+                if matches!(
+                    cause.downcast_ref::<DieselError>(),
+                    Some(DieselError::DatabaseError(
+                        DatabaseErrorKind::UniqueViolation,
+                        _
+                    ))
+                ) =>
+            {
+                Ok(false)
+            }
+            other => other,
+        }
+    }
+
+    fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, RepositoryError> {
+        self.write(|conn| {
+            Ok(diesel::delete(
+                assertion_jtis::table.filter(assertion_jtis::expires_at.le(to_db_time(now))),
+            )
+            .execute(conn)?)
+        })
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = signing_keys)]
+struct SigningKeyRow {
+    kid: String,
+    alg: String,
+    sealed_private_key: String,
+    public_jwk: String,
+    created_at: NaiveDateTime,
+    retire_after: Option<NaiveDateTime>,
+}
+
+impl SigningKeyRepository for Database {
+    fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, RepositoryError> {
+        let rows: Vec<SigningKeyRow> = self.read(|conn| {
+            Ok(signing_keys::table
+                .order((signing_keys::created_at.desc(), signing_keys::kid.desc()))
+                .select(SigningKeyRow::as_select())
+                .load(conn)?)
+        })?;
+        rows.into_iter()
+            .map(|row| {
+                Ok(StoredSigningKey {
+                    public_jwk: serde_json::from_str(&row.public_jwk).map_err(|e| {
+                        RepositoryError::Corrupt(format!("signing key {}: {e}", row.kid))
+                    })?,
+                    kid: row.kid,
+                    alg: row.alg,
+                    sealed_private_key: row.sealed_private_key,
+                    created_at: from_db_time(row.created_at),
+                    retire_after: row.retire_after.map(from_db_time),
+                })
+            })
+            .collect()
+    }
+
+    fn add_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        retire_others_after: DateTime<Utc>,
+        event: &NewAuditEvent,
+    ) -> Result<(), RepositoryError> {
+        self.write(|conn| {
+            diesel::update(signing_keys::table.filter(signing_keys::retire_after.is_null()))
+                .set(signing_keys::retire_after.eq(Some(to_db_time(retire_others_after))))
+                .execute(conn)?;
+            diesel::insert_into(signing_keys::table)
+                .values(SigningKeyRow {
+                    kid: key.kid.clone(),
+                    alg: key.alg.clone(),
+                    sealed_private_key: key.sealed_private_key.clone(),
+                    public_jwk: key.public_jwk.to_string(),
+                    created_at: to_db_time(key.created_at),
+                    retire_after: key.retire_after.map(to_db_time),
+                })
+                .execute(conn)?;
+            append_event(conn, event)?;
+            Ok(())
+        })
+    }
+
+    fn prune_signing_keys(&self, now: DateTime<Utc>) -> Result<usize, RepositoryError> {
+        self.write(|conn| {
+            Ok(diesel::delete(
+                signing_keys::table.filter(signing_keys::retire_after.le(to_db_time(now))),
+            )
+            .execute(conn)?)
+        })
+    }
+}
