@@ -21,6 +21,52 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub registration: RegistrationSettings,
     pub log: LogSettings,
+    pub auth: AuthSettings,
+    pub publisher: PublisherSettings,
+    pub oidc: OidcSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    pub access_token_lifetime_seconds: u64,
+    pub assertion_max_lifetime_seconds: u64,
+    pub clock_skew_seconds: u64,
+    pub key_unused_after_days: u32,
+    pub key_removal_grace_days: u32,
+    pub signing_key_overlap_hours: u32,
+    pub key_encryption_key: SecretString,
+    pub key_encryption_key_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublisherSettings {
+    pub client_id: String,
+    pub jwks_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    pub issuer_url: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub redirect_url: String,
+    pub audience: String,
+    pub roles_claim: String,
+    pub reviewer_role: String,
+    pub approver_role: String,
+    pub auditor_role: String,
+    pub session_lifetime_minutes: u32,
+    pub cookie_secure: bool,
+    pub session_key: SecretString,
+}
+
+impl OidcSettings {
+    pub fn enabled(&self) -> bool {
+        !self.issuer_url.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +165,24 @@ impl Settings {
             self.registration.rate_limit_per_minute >= 1 && self.registration.rate_limit_burst >= 1,
             "registration.rate_limit_per_minute and rate_limit_burst must be at least 1"
         );
+        anyhow::ensure!(
+            (1..=600).contains(&self.auth.access_token_lifetime_seconds),
+            "auth.access_token_lifetime_seconds must be between 1 and 600"
+        );
+        anyhow::ensure!(
+            (1..=3600).contains(&self.auth.assertion_max_lifetime_seconds),
+            "auth.assertion_max_lifetime_seconds must be between 1 and 3600"
+        );
+        anyhow::ensure!(
+            self.publisher.client_id.is_empty() == self.publisher.jwks_file.is_empty(),
+            "publisher.client_id and publisher.jwks_file are set together"
+        );
+        if self.oidc.enabled() {
+            anyhow::ensure!(
+                !self.oidc.client_id.is_empty() && !self.oidc.redirect_url.is_empty(),
+                "oidc.client_id and oidc.redirect_url are needed with oidc.issuer_url"
+            );
+        }
         if !self.server.public_base_url.is_empty() {
             anyhow::ensure!(
                 self.server.public_base_url.starts_with("http://")

@@ -59,6 +59,7 @@ pub enum ProblemKind {
     UnsupportedMediaType,
     PayloadTooLarge,
     Unauthorized,
+    Forbidden,
     NotFound,
     MethodNotAllowed,
     DomainTaken,
@@ -71,12 +72,13 @@ pub enum ProblemKind {
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 14] = [
+    pub const ALL: [ProblemKind; 15] = [
         Self::MalformedRequest,
         Self::ValidationFailed,
         Self::UnsupportedMediaType,
         Self::PayloadTooLarge,
         Self::Unauthorized,
+        Self::Forbidden,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::DomainTaken,
@@ -95,6 +97,7 @@ impl ProblemKind {
             Self::UnsupportedMediaType => "unsupported-media-type",
             Self::PayloadTooLarge => "payload-too-large",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::NotFound => "not-found",
             Self::MethodNotAllowed => "method-not-allowed",
             Self::DomainTaken => "domain-taken",
@@ -122,6 +125,7 @@ impl ProblemKind {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::DomainTaken | Self::OdsCodeTaken => StatusCode::CONFLICT,
@@ -140,6 +144,7 @@ impl ProblemKind {
             Self::UnsupportedMediaType => "Unsupported content type",
             Self::PayloadTooLarge => "The request body is too large",
             Self::Unauthorized => "Authentication required",
+            Self::Forbidden => "Not allowed",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::DomainTaken => "Domain already registered",
@@ -159,7 +164,8 @@ impl ProblemKind {
             Self::ValidationFailed => "The body is well-formed but breaks one or more rules. `errors` lists every field with the rule it broke. Nothing was changed.",
             Self::UnsupportedMediaType => "Send JSON bodies with Content-Type: application/json (PATCH also accepts application/merge-patch+json).",
             Self::PayloadTooLarge => "The body is larger than the gateway accepts. Nothing was changed.",
-            Self::Unauthorized => "Send a valid bearer token in the Authorization header.",
+            Self::Unauthorized => "Send a valid credential: a bearer token in the Authorization header (registration token, gateway access token or identity-provider token, as the operation says) or, for reviewers, a session from /auth/login.",
+            Self::Forbidden => "You are authenticated but lack the role or scope this operation needs.",
             Self::NotFound => "No such resource is visible to you. The gateway does not say whether a resource exists when it belongs to someone else.",
             Self::MethodNotAllowed => "The resource does not support this method.",
             Self::DomainTaken => "One of the domains is already registered to another organisation. A domain belongs to one organisation only. Nothing was changed.",
@@ -189,6 +195,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -219,6 +227,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => ProblemKind::UnsupportedMediaType,
             Self::PayloadTooLarge { .. } => ProblemKind::PayloadTooLarge,
             Self::Unauthorized(_) => ProblemKind::Unauthorized,
+            Self::Forbidden(_) => ProblemKind::Forbidden,
             Self::NotFound => ProblemKind::NotFound,
             Self::MethodNotAllowed => ProblemKind::MethodNotAllowed,
             Self::Conflict(Conflict::DomainTaken(_)) => ProblemKind::DomainTaken,
@@ -264,6 +273,7 @@ impl ApiError {
                 (format!("the body may be at most {limit} bytes"), None)
             }
             Self::Unauthorized(detail) => ((*detail).to_owned(), None),
+            Self::Forbidden(detail) => (detail.clone(), None),
             Self::NotFound => ("no such resource".to_owned(), None),
             Self::MethodNotAllowed => (
                 "this resource does not support that method".to_owned(),

@@ -5,11 +5,12 @@ use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
 use actix_web::http::header;
 use actix_web::{web, FromRequest, HttpMessage, HttpRequest};
-use gateway_domain::{OrganisationId, Version};
+use gateway_domain::{OrganisationId, ReviewerIdentity, Role, Scope, Version};
 use serde::de::DeserializeOwned;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::auth::oidc::OidcError;
 use crate::credentials::PresentedToken;
 use crate::error::{ApiError, FieldProblem};
 use crate::state::AppState;
@@ -199,43 +200,115 @@ impl RequestId {
     }
 }
 
-/// An organisation authenticated by its registration access token.
-#[derive(Debug, Clone, Copy)]
-pub struct RegistrationCaller(pub OrganisationId);
+/// The bearer token of the request, if any.
+pub fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
 
-impl FromRequest for RegistrationCaller {
+fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::internal(std::io::Error::other("application state not configured"))
+        })
+}
+
+/// An organisation managing its own registration: by its registration access token, or by a
+/// gateway access token with the `organisation:manage` scope.
+#[derive(Debug, Clone, Copy)]
+pub struct OrganisationCaller(pub OrganisationId);
+
+impl FromRequest for OrganisationCaller {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let header = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let repo = req
-            .app_data::<web::Data<AppState>>()
-            .map(|state| state.organisations.clone());
+        let token = bearer(req);
+        let state = app_state(req);
         Box::pin(async move {
-            let header = header.ok_or(ApiError::Unauthorized("missing bearer token"))?;
-            let token = header
-                .strip_prefix("Bearer ")
-                .or_else(|| header.strip_prefix("bearer "))
-                .map(str::trim)
-                .and_then(PresentedToken::parse)
+            let token = token.ok_or(ApiError::Unauthorized("missing bearer token"))?;
+            let state = state?;
+            if let Some(presented) = PresentedToken::parse(&token) {
+                let repo = state.organisations.clone();
+                let selector = presented.selector.clone();
+                let stored = web::block(move || repo.find_credential(&selector)).await??;
+                return match stored {
+                    Some(stored) if presented.matches(&stored.secret_sha256) => {
+                        Ok(OrganisationCaller(stored.organisation_id))
+                    }
+                    _ => Err(ApiError::Unauthorized("invalid bearer token")),
+                };
+            }
+            let claims = state
+                .signing
+                .verify(&token)
                 .ok_or(ApiError::Unauthorized("invalid bearer token"))?;
-            let repo = repo.ok_or_else(|| {
-                ApiError::internal(std::io::Error::other(
-                    "organisation repository not configured",
-                ))
+            if !claims.scopes().contains(&Scope::OrganisationManage) {
+                return Err(ApiError::Forbidden(
+                    "this token lacks the organisation:manage scope".to_owned(),
+                ));
+            }
+            let id = uuid::Uuid::parse_str(&claims.sub).map_err(|_| {
+                ApiError::Forbidden("this token is not an organisation's".to_owned())
             })?;
-            let selector = token.selector.clone();
-            let stored = web::block(move || repo.find_credential(&selector)).await??;
-            match stored {
-                Some(stored) if token.matches(&stored.secret_sha256) => {
-                    Ok(RegistrationCaller(stored.organisation_id))
+            Ok(OrganisationCaller(OrganisationId::from_uuid(id)))
+        })
+    }
+}
+
+/// A national reviewer: by session cookie (people) or by the identity provider's bearer token
+/// (automation).
+#[derive(Debug, Clone)]
+pub struct ReviewerCaller(pub ReviewerIdentity);
+
+impl ReviewerCaller {
+    /// The caller, if they hold any of `roles`; 403 otherwise.
+    pub fn require_any(self, roles: &[Role]) -> Result<ReviewerIdentity, ApiError> {
+        if roles.iter().any(|role| self.0.has(*role)) {
+            Ok(self.0)
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this needs one of the roles: {}",
+                roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )))
+        }
+    }
+}
+
+impl FromRequest for ReviewerCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req);
+        let state = app_state(req);
+        let session = state.as_ref().ok().and_then(|s| s.sessions.session(req));
+        Box::pin(async move {
+            let state = state?;
+            let Some(token) = token else {
+                return session.map(ReviewerCaller).ok_or(ApiError::Unauthorized(
+                    "log in at /auth/login or send the identity provider's bearer token",
+                ));
+            };
+            let oidc = state.oidc.clone().ok_or(ApiError::Unauthorized(
+                "reviewer sign-in is not configured on this gateway",
+            ))?;
+            match oidc.verify_bearer(&token).await {
+                Ok(identity) => Ok(ReviewerCaller(identity)),
+                Err(OidcError::Unavailable(why)) => Err(ApiError::Unavailable(why.into())),
+                Err(OidcError::Rejected(why)) => {
+                    tracing::info!(reason = %why, "reviewer bearer token refused");
+                    Err(ApiError::Unauthorized("invalid bearer token"))
                 }
-                _ => Err(ApiError::Unauthorized("invalid bearer token")),
             }
         })
     }

@@ -1,6 +1,7 @@
 //! The Federation Gateway HTTP service: routes, wire types, authentication extractors,
 //! problem+json errors, configuration and start-up.
 
+pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod credentials;

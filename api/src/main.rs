@@ -30,6 +30,12 @@ enum Command {
     /// Replace the accredited secure-email domain list (DCB1596) with FILE: one domain or
     /// `*.parent` wildcard per line; blank lines and `#` comments are ignored.
     ImportSecureDomains { file: PathBuf },
+    /// Make a new gateway signing key active; the old one stays published for
+    /// auth.signing_key_overlap_hours so tokens it signed keep verifying.
+    RotateSigningKey,
+    /// Remove partner keys whose removal countdown has reached 0, expired client-assertion
+    /// replay entries and retired signing keys. Run it daily.
+    Maintenance,
     /// Print the OpenAPI document.
     Openapi,
 }
@@ -50,6 +56,22 @@ fn main() -> anyhow::Result<()> {
             println!(
                 "imported {stored} accredited secure-email domain entries from {}",
                 file.display()
+            );
+            Ok(())
+        }
+        Command::RotateSigningKey => {
+            let kid = commands::rotate_signing_key(&settings)?;
+            println!(
+                "new signing key {kid} is active; previous keys stay published for {} hours",
+                settings.auth.signing_key_overlap_hours
+            );
+            Ok(())
+        }
+        Command::Maintenance => {
+            let report = commands::maintenance(&settings, chrono::Utc::now())?;
+            println!(
+                "removed {} unused partner key(s), purged {} replay entr(ies), retired {} signing key(s)",
+                report.keys_removed, report.replay_entries_purged, report.signing_keys_retired
             );
             Ok(())
         }

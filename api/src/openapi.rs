@@ -2,7 +2,10 @@
 //! `routes::configure` registers. Built without a database or a server.
 
 use actix_web::App;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, ClientCredentials, Flow, HttpAuthScheme, HttpBuilder, OAuth2,
+    OpenIdConnect, Scopes, SecurityScheme,
+};
 use utoipa::{Modify, OpenApi};
 use utoipa_actix_web::AppExt;
 
@@ -18,6 +21,9 @@ use crate::error::{FieldProblem, Problem, ProblemKind};
     servers((url = "/", description = "The gateway that serves this document")),
     tags(
         (name = "registration", description = "Register an organisation and manage its registration"),
+        (name = "keys", description = "An organisation's own public keys, rotated self-service"),
+        (name = "oauth", description = "Access tokens for partners and the publisher (client credentials with signed-JWT client authentication)"),
+        (name = "reviewers", description = "National reviewers: OpenID Connect sign-in, review and audit"),
         (name = "operations", description = "Health, readiness and problem-type documentation"),
     ),
     components(schemas(Problem, FieldProblem, ProblemKind)),
@@ -40,6 +46,47 @@ impl Modify for SecuritySchemes {
                     ))
                     .build(),
             ),
+        );
+        let scopes = Scopes::from_iter(gateway_domain::Scope::ALL.map(|scope| {
+            let description = match scope {
+                gateway_domain::Scope::OrganisationManage => {
+                    "Manage the organisation's own registration and keys"
+                }
+                gateway_domain::Scope::AddressBookRead => {
+                    "Read address-book sync deltas (approved agreements only)"
+                }
+                gateway_domain::Scope::FreeBusyRead => {
+                    "Read calendar free/busy (approved agreements only)"
+                }
+                gateway_domain::Scope::DirectoryWrite => {
+                    "Publish directory entries (the internal publisher)"
+                }
+                gateway_domain::Scope::CalendarWrite => {
+                    "Publish calendar busy blocks (the internal publisher)"
+                }
+            };
+            (scope.as_str(), description)
+        }));
+        let mut oauth = OAuth2::new([Flow::ClientCredentials(ClientCredentials::new(
+            "/oauth2/token",
+            scopes,
+        ))]);
+        oauth.description = Some(
+            "Client credentials; the client authenticates with a JWT signed by one of its registered keys (private_key_jwt, RFC 7523).".to_owned(),
+        );
+        components.add_security_scheme("partner_oauth", SecurityScheme::OAuth2(oauth));
+        let mut oidc = OpenIdConnect::new("/.well-known/reviewer-openid-configuration");
+        oidc.description = Some(
+            "A JWT access token from the national identity provider, for reviewer automation."
+                .to_owned(),
+        );
+        components.add_security_scheme("reviewer_oidc", SecurityScheme::OpenIdConnect(oidc));
+        components.add_security_scheme(
+            "reviewer_session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                crate::auth::session::SESSION_COOKIE,
+                "The session cookie set by /auth/callback after sign-in at /auth/login.",
+            ))),
         );
     }
 }

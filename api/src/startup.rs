@@ -3,22 +3,27 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpRequest, HttpServer};
 use anyhow::Context;
-use gateway_domain::{Clock, SystemClock};
+use chrono::Duration;
+use gateway_domain::{Clock, KeyLifecycle, SystemClock};
 use gateway_persistence::{Database, PoolOptions};
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::auth::assertion::AssertionRules;
+use crate::auth::jwk::check_key_set;
+use crate::auth::oidc::Oidc;
+use crate::auth::session::SessionCodec;
+use crate::auth::signing::{KeyEncryptionKey, SigningKeys};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::extract::JsonLimit;
 use crate::rate_limit::RateLimiter;
-use crate::state::AppState;
+use crate::state::{AppState, AuthPolicy, Publisher};
 use crate::telemetry;
 
 /// Opens (creating if needed) and migrates the configured database.
@@ -26,7 +31,7 @@ pub fn open_database(settings: &Settings) -> anyhow::Result<Database> {
     let url = settings.database_url()?;
     let options = PoolOptions {
         max_connections: settings.database.max_connections,
-        connect_timeout: Duration::from_secs(settings.database.connect_timeout_seconds),
+        connect_timeout: std::time::Duration::from_secs(settings.database.connect_timeout_seconds),
     };
     let db =
         Database::connect(&url, &options).with_context(|| format!("opening the database {url}"))?;
@@ -37,6 +42,45 @@ pub fn open_database(settings: &Settings) -> anyhow::Result<Database> {
         tracing::info!(migrations = ?applied, "applied database migrations");
     }
     Ok(db)
+}
+
+/// The configured public address, or the bound one.
+fn public_base_url(settings: &Settings, port: u16) -> String {
+    let configured = settings.server.public_base_url.trim_end_matches('/');
+    if configured.is_empty() {
+        format!("http://{}:{port}", settings.server.host)
+    } else {
+        configured.to_owned()
+    }
+}
+
+pub fn key_lifecycle(settings: &Settings) -> KeyLifecycle {
+    KeyLifecycle {
+        unused_after: Duration::days(i64::from(settings.auth.key_unused_after_days)),
+        removal_grace: Duration::days(i64::from(settings.auth.key_removal_grace_days)),
+    }
+}
+
+fn load_publisher(
+    settings: &Settings,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Option<Publisher>> {
+    if settings.publisher.client_id.is_empty() {
+        return Ok(None);
+    }
+    let file = &settings.publisher.jwks_file;
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("reading publisher.jwks_file {file}"))?;
+    let set: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{file} is not JSON"))?;
+    let keys = set["keys"].as_array().cloned().unwrap_or_default();
+    let keys = check_key_set(&keys, now)
+        .map_err(|e| anyhow::anyhow!("publisher.jwks_file {file}: {e}"))?;
+    anyhow::ensure!(!keys.is_empty(), "publisher.jwks_file {file} has no keys");
+    Ok(Some(Publisher {
+        client_id: settings.publisher.client_id.clone(),
+        keys,
+    }))
 }
 
 pub struct Application {
@@ -59,28 +103,65 @@ impl Application {
     }
 
     pub fn build_with_clock(settings: &Settings, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
-        settings.validate()?;
-        let db = Arc::new(open_database(settings)?);
         let address = format!("{}:{}", settings.server.host, settings.server.port);
         let listener = TcpListener::bind(&address).with_context(|| format!("binding {address}"))?;
+        Self::build_with_listener(settings, listener, clock)
+    }
+
+    /// Serves on an already-bound listener (tests that must know the port in advance).
+    pub fn build_with_listener(
+        settings: &Settings,
+        listener: TcpListener,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let db = Arc::new(open_database(settings)?);
         let port = listener.local_addr()?.port();
+        let address = listener.local_addr()?.to_string();
+        let public_base_url = public_base_url(settings, port);
+        let kek = KeyEncryptionKey::load(
+            &settings.auth.key_encryption_key,
+            &settings.auth.key_encryption_key_file,
+        )?;
+        let signing = Arc::new(
+            SigningKeys::open(db.clone(), kek, public_base_url.clone())
+                .context("opening the gateway's signing keys")?,
+        );
+        let seconds = |n: u64| Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX));
         let state = AppState {
             organisations: db.clone(),
+            keys: db.clone(),
+            replay: db.clone(),
+            audit: db.clone(),
             health: db.clone(),
-            clock,
-            public_base_url: Some(
-                settings
-                    .server
-                    .public_base_url
-                    .trim_end_matches('/')
-                    .to_owned(),
-            )
-            .filter(|url| !url.is_empty()),
+            clock: clock.clone(),
+            public_base_url: public_base_url.clone(),
             registration_limiter: Arc::new(RateLimiter::per_minute(
                 settings.registration.rate_limit_per_minute,
                 settings.registration.rate_limit_burst,
             )),
             backend_name: db.backend().name(),
+            signing,
+            auth: AuthPolicy {
+                assertion: AssertionRules {
+                    token_endpoint: format!("{public_base_url}/oauth2/token"),
+                    max_lifetime: seconds(settings.auth.assertion_max_lifetime_seconds),
+                    skew_seconds: settings.auth.clock_skew_seconds,
+                },
+                access_token_lifetime: seconds(settings.auth.access_token_lifetime_seconds),
+                key_lifecycle: key_lifecycle(settings),
+            },
+            publisher: load_publisher(settings, clock.now())?.map(Arc::new),
+            oidc: if settings.oidc.enabled() {
+                Some(Arc::new(Oidc::new(settings.oidc.clone())?))
+            } else {
+                None
+            },
+            sessions: Arc::new(SessionCodec::new(
+                &settings.oidc.session_key,
+                settings.oidc.session_lifetime_minutes,
+                settings.oidc.cookie_secure,
+            )?),
         };
         let document = crate::openapi::document();
         let known_routes = crate::routes::fallback::KnownRoutes::from_document(&document);
@@ -115,7 +196,7 @@ impl Application {
         if settings.server.workers > 0 {
             server = server.workers(settings.server.workers);
         }
-        tracing::info!(%address, port, database = %settings.database_url()?, "federation gateway listening");
+        tracing::info!(%address, port, %public_base_url, database = %settings.database_url()?, "federation gateway listening");
         Ok(Self {
             port,
             server: server.run(),

@@ -1,20 +1,51 @@
-//! What handlers share: the ports, wired once at start-up.
+//! What handlers share: the ports and services, wired once at start-up.
 
 use std::sync::Arc;
 
-use gateway_domain::{Clock, HealthCheck, OrganisationRepository};
+use chrono::Duration;
+use gateway_domain::{
+    AuditRepository, Clock, HealthCheck, KeyLifecycle, OrganisationRepository, PartnerKey,
+    PartnerKeyRepository, ReplayCache,
+};
 
+use crate::auth::assertion::AssertionRules;
+use crate::auth::oidc::Oidc;
+use crate::auth::session::SessionCodec;
+use crate::auth::signing::SigningKeys;
 use crate::rate_limit::RateLimiter;
+
+/// The internal directory publisher: a client configured rather than registered.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    pub client_id: String,
+    pub keys: Vec<PartnerKey>,
+}
+
+/// Token rules from configuration.
+#[derive(Debug, Clone)]
+pub struct AuthPolicy {
+    pub assertion: AssertionRules,
+    pub access_token_lifetime: Duration,
+    pub key_lifecycle: KeyLifecycle,
+}
 
 #[derive(Clone)]
 pub struct AppState {
     pub organisations: Arc<dyn OrganisationRepository>,
+    pub keys: Arc<dyn PartnerKeyRepository>,
+    pub replay: Arc<dyn ReplayCache>,
+    pub audit: Arc<dyn AuditRepository>,
     pub health: Arc<dyn HealthCheck>,
     pub clock: Arc<dyn Clock>,
-    /// Configured public address for links in responses; `None`: derive from the request.
-    pub public_base_url: Option<String>,
+    /// This gateway's public address (configured, or the bound address).
+    pub public_base_url: String,
     pub registration_limiter: Arc<RateLimiter>,
     pub backend_name: &'static str,
+    pub signing: Arc<SigningKeys>,
+    pub auth: AuthPolicy,
+    pub publisher: Option<Arc<Publisher>>,
+    pub oidc: Option<Arc<Oidc>>,
+    pub sessions: Arc<SessionCodec>,
 }
 
 impl std::fmt::Debug for AppState {

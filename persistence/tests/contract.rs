@@ -314,7 +314,7 @@ backend_tests! {
         let other = register(&db, "CD456", &["two.example.org"]).unwrap();
         assert!(db.list_keys(other.id).unwrap().is_empty(), "keys are per organisation");
         assert_eq!(db.all_keys().unwrap().len(), 1);
-        let removed = db.remove_keys(&[(org.id, "k1".into())], &[event.clone()]).unwrap();
+        let removed = db.remove_keys(&[(org.id, "k1".into())], std::slice::from_ref(&event)).unwrap();
         assert_eq!(removed, 1);
         assert!(db.list_keys(org.id).unwrap().is_empty());
     }

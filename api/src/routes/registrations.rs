@@ -18,18 +18,11 @@ use crate::dto::{
     OrganisationPatch, OrganisationResponse, RegistrationRequest, RegistrationResponse,
 };
 use crate::error::{ApiError, Problem};
-use crate::extract::{IfMatch, JsonBody, RegistrationCaller, RequestId};
+use crate::extract::{IfMatch, JsonBody, OrganisationCaller, RequestId};
 use crate::state::AppState;
 
 fn organisation_path(id: OrganisationId) -> String {
     format!("/v1/organisations/{id}")
-}
-
-fn base_url(state: &AppState, req: &HttpRequest) -> String {
-    state.public_base_url.clone().unwrap_or_else(|| {
-        let info = req.connection_info();
-        format!("{}://{}", info.scheme(), info.host())
-    })
 }
 
 fn etag(org: &Organisation) -> ETag {
@@ -38,7 +31,10 @@ fn etag(org: &Organisation) -> ETag {
 
 /// The path id, if it names the caller's organisation; otherwise 404 (never 403), so callers
 /// cannot learn which other organisations exist.
-fn own_organisation(caller: RegistrationCaller, raw_id: &str) -> Result<OrganisationId, ApiError> {
+pub(crate) fn own_organisation(
+    caller: OrganisationCaller,
+    raw_id: &str,
+) -> Result<OrganisationId, ApiError> {
     let id = Uuid::parse_str(raw_id)
         .map(OrganisationId::from_uuid)
         .map_err(|_| ApiError::NotFound)?;
@@ -124,7 +120,7 @@ pub async fn register(
     let body = RegistrationResponse {
         organisation: OrganisationResponse::from(&org),
         registration_access_token: minted.token.expose_secret().to_owned(),
-        registration_client_uri: format!("{}{path}", base_url(&state, &req)),
+        registration_client_uri: format!("{}{path}", state.public_base_url),
     };
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, path))
@@ -141,17 +137,18 @@ pub async fn register(
     responses(
         (status = 200, description = "The registration", body = OrganisationResponse,
             headers(("ETag" = String, description = "The organisation's version, for If-Match"))),
-        (status = 401, description = "No valid registration access token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid registration access token or access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An access token without organisation:manage", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organisation visible to this token", body = Problem, content_type = "application/problem+json"),
         (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("registration_token" = []))
+    security(("registration_token" = []), ("partner_oauth" = ["organisation:manage"]))
 )]
 #[get("/v1/organisations/{id}")]
 #[tracing::instrument(name = "get_organisation", skip_all, fields(organisation_id = %id))]
 pub async fn get_organisation(
-    caller: RegistrationCaller,
+    caller: OrganisationCaller,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
@@ -183,7 +180,8 @@ pub async fn get_organisation(
         (status = 200, description = "The changed registration", body = OrganisationResponse,
             headers(("ETag" = String, description = "The new version"))),
         (status = 400, description = "Malformed JSON, unknown field or null", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid registration access token", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid registration access token or access token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An access token without organisation:manage", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organisation visible to this token", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A domain is registered to another organisation", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The ETag is stale", body = Problem, content_type = "application/problem+json"),
@@ -194,13 +192,13 @@ pub async fn get_organisation(
         (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("registration_token" = []))
+    security(("registration_token" = []), ("partner_oauth" = ["organisation:manage"]))
 )]
 #[patch("/v1/organisations/{id}")]
 #[tracing::instrument(name = "update_organisation", skip_all, fields(organisation_id = %id))]
 pub async fn update_organisation(
     req: HttpRequest,
-    caller: RegistrationCaller,
+    caller: OrganisationCaller,
     state: web::Data<AppState>,
     id: web::Path<String>,
     if_match: IfMatch,

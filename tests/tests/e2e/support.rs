@@ -28,6 +28,10 @@ pub fn settings_for(database: &TestDatabase) -> Settings {
     settings.database.max_connections = 4;
     settings.registration.rate_limit_per_minute = 10_000;
     settings.registration.rate_limit_burst = 10_000;
+    // A fixed test key-encryption key, so nothing is written outside the test's database.
+    settings.auth.key_encryption_key =
+        SecretString::from("dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM=");
+    settings.oidc.cookie_secure = false;
     settings
 }
 
@@ -111,6 +115,18 @@ impl TestApp {
     }
 
     /// Raw HTTP, for malformed bodies the generated client cannot send.
+    /// The audit events about organisations (leaving out the gateway's own, such as the
+    /// signing key it creates at first start).
+    pub fn organisation_events(&self) -> Vec<gateway_domain::AuditEvent> {
+        use gateway_domain::AuditRepository;
+        self.open_database()
+            .list_events(0, 1000)
+            .expect("audit events")
+            .into_iter()
+            .filter(|e| e.subject_type == "organisation")
+            .collect()
+    }
+
     pub async fn register(&self, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url("/v1/registrations"))

@@ -1,0 +1,365 @@
+//! The gateway's own token-signing keys (Ed25519), sealed at rest with the key-encryption
+//! key, rotated with an overlap, and the access tokens they sign.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration as StdDuration, Instant};
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use anyhow::Context;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use chrono::{DateTime, Duration, Utc};
+use gateway_domain::{
+    Actor, AuditAction, NewAuditEvent, Scope, SigningKeyRepository, StoredSigningKey,
+};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{b64, unb64};
+
+/// Encrypts the signing keys' private halves at rest (AES-256-GCM).
+pub struct KeyEncryptionKey(SecretSlice<u8>);
+
+impl std::fmt::Debug for KeyEncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyEncryptionKey(REDACTED)")
+    }
+}
+
+impl KeyEncryptionKey {
+    /// From the configured base64 value, else from the file (created with mode 0600 when it
+    /// does not exist, so a fresh machine needs no setup).
+    pub fn load(configured: &SecretString, file: &str) -> anyhow::Result<Self> {
+        let text = if configured.expose_secret().is_empty() {
+            let path = std::path::Path::new(file);
+            if !path.exists() {
+                create_key_file(path)?;
+            }
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading the key-encryption key file {file}"))?
+        } else {
+            configured.expose_secret().to_owned()
+        };
+        let bytes = STANDARD
+            .decode(text.trim())
+            .context("the key-encryption key is not base64")?;
+        anyhow::ensure!(
+            bytes.len() == 32,
+            "the key-encryption key must be 32 bytes (got {})",
+            bytes.len()
+        );
+        Ok(Self(SecretSlice::from(bytes)))
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(aes_gcm::Key::<Aes256Gcm>::from_slice(
+            self.0.expose_secret(),
+        ))
+    }
+
+    fn seal(&self, kid: &str, plaintext: &[u8]) -> anyhow::Result<String> {
+        let mut nonce = [0u8; 12];
+        rand::rng().fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher()
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: kid.as_bytes(),
+                },
+            )
+            .map_err(|_| anyhow::anyhow!("sealing the signing key failed"))?;
+        Ok(STANDARD.encode([nonce.as_slice(), &sealed].concat()))
+    }
+
+    fn open(&self, kid: &str, sealed: &str) -> anyhow::Result<Vec<u8>> {
+        let bytes = STANDARD
+            .decode(sealed)
+            .context("sealed key is not base64")?;
+        anyhow::ensure!(bytes.len() > 12, "sealed key is too short");
+        let (nonce, ciphertext) = bytes.split_at(12);
+        self.cipher()
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: kid.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                anyhow::anyhow!("signing key {kid} cannot be opened: wrong key-encryption key?")
+            })
+    }
+}
+
+fn create_key_file(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating the key-encryption key file {}", path.display()))?;
+    file.write_all(STANDARD.encode(key).as_bytes())?;
+    tracing::warn!(file = %path.display(), "created a new key-encryption key file; back it up and share it with every replica");
+    Ok(())
+}
+
+/// PKCS#8 v1 prefix for an Ed25519 private key (RFC 8410), followed by the 32-byte seed.
+const ED25519_PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+struct LoadedKey {
+    kid: String,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    public_jwk: serde_json::Value,
+    retire_after: Option<DateTime<Utc>>,
+}
+
+/// RFC 7638 thumbprint of an Ed25519 public key: a stable `kid`.
+fn thumbprint(x: &str) -> String {
+    let canonical = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
+    b64(&Sha256::digest(canonical.as_bytes()))
+}
+
+/// The claims of a gateway access token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub scope: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+}
+
+impl AccessClaims {
+    pub fn scopes(&self) -> Vec<Scope> {
+        self.scope.split(' ').filter_map(Scope::parse).collect()
+    }
+}
+
+/// The gateway's signing keys: the newest signs, all published ones verify. Cached, and
+/// reloaded when a token names a key this replica has not seen (another replica rotated).
+pub struct SigningKeys {
+    repo: Arc<dyn SigningKeyRepository>,
+    kek: KeyEncryptionKey,
+    issuer: String,
+    keys: RwLock<(Vec<LoadedKey>, Instant)>,
+}
+
+impl std::fmt::Debug for SigningKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKeys")
+            .field("issuer", &self.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How often a replica re-reads the key set even without an unknown `kid`.
+const RELOAD_EVERY: StdDuration = StdDuration::from_secs(60);
+
+impl SigningKeys {
+    /// Loads the keys, creating the first one if there is none.
+    pub fn open(
+        repo: Arc<dyn SigningKeyRepository>,
+        kek: KeyEncryptionKey,
+        issuer: String,
+    ) -> anyhow::Result<Self> {
+        let this = Self {
+            repo,
+            kek,
+            issuer,
+            keys: RwLock::new((Vec::new(), Instant::now())),
+        };
+        if this.repo.signing_keys()?.is_empty() {
+            this.add_key(Utc::now(), Duration::zero(), Actor::System)?;
+        }
+        this.reload()?;
+        Ok(this)
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    /// Generates a new active key; the others stay published for `overlap`.
+    pub fn rotate(&self, overlap: Duration, actor: Actor) -> anyhow::Result<String> {
+        let kid = self.add_key(Utc::now(), overlap, actor)?;
+        self.reload()?;
+        Ok(kid)
+    }
+
+    fn add_key(
+        &self,
+        now: DateTime<Utc>,
+        overlap: Duration,
+        actor: Actor,
+    ) -> anyhow::Result<String> {
+        let mut seed = [0u8; 32];
+        rand::rng().fill_bytes(&mut seed);
+        let public = ed25519_dalek::SigningKey::from_bytes(&seed)
+            .verifying_key()
+            .to_bytes();
+        let x = b64(&public);
+        let kid = thumbprint(&x);
+        let pkcs8 = [ED25519_PKCS8_PREFIX.as_slice(), &seed].concat();
+        let stored = StoredSigningKey {
+            sealed_private_key: self.kek.seal(&kid, &pkcs8)?,
+            public_jwk: serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"}),
+            alg: "EdDSA".to_owned(),
+            created_at: now,
+            retire_after: None,
+            kid: kid.clone(),
+        };
+        let event = NewAuditEvent {
+            occurred_at: now,
+            actor,
+            action: AuditAction::SigningKeyRotated,
+            subject_type: "signing_key",
+            subject_id: Some(kid.clone()),
+            request_id: None,
+            details: serde_json::json!({ "alg": "EdDSA", "previous_keys_retire_at": now + overlap }),
+        };
+        self.repo.add_signing_key(&stored, now + overlap, &event)?;
+        Ok(kid)
+    }
+
+    fn reload(&self) -> anyhow::Result<()> {
+        let mut loaded = Vec::new();
+        for key in self.repo.signing_keys()? {
+            let pkcs8 = self.kek.open(&key.kid, &key.sealed_private_key)?;
+            let x = key.public_jwk["x"]
+                .as_str()
+                .and_then(unb64)
+                .context("signing key without x")?;
+            loaded.push(LoadedKey {
+                encoding: EncodingKey::from_ed_der(&pkcs8),
+                decoding: DecodingKey::from_ed_der(&x),
+                public_jwk: key.public_jwk,
+                retire_after: key.retire_after,
+                kid: key.kid,
+            });
+        }
+        anyhow::ensure!(!loaded.is_empty(), "no signing key");
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = (loaded, Instant::now());
+        Ok(())
+    }
+
+    fn reload_if_stale(&self) {
+        let stale = self
+            .keys
+            .read()
+            .map(|k| k.1.elapsed() > RELOAD_EVERY)
+            .unwrap_or(true);
+        if stale {
+            if let Err(error) = self.reload() {
+                tracing::error!(error = %format!("{error:#}"), "reloading signing keys failed; keeping the cached ones");
+            }
+        }
+    }
+
+    /// The published key set (`/.well-known/jwks.json`).
+    pub fn jwks(&self) -> serde_json::Value {
+        self.reload_if_stale();
+        let now = Utc::now();
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let published: Vec<_> = keys
+            .0
+            .iter()
+            .filter(|k| k.retire_after.is_none_or(|t| t > now))
+            .map(|k| k.public_jwk.clone())
+            .collect();
+        serde_json::json!({ "keys": published })
+    }
+
+    /// Signs an access token for `subject` with `scopes`, valid for `lifetime`.
+    pub fn issue(
+        &self,
+        subject: &str,
+        scopes: &[Scope],
+        lifetime: Duration,
+    ) -> anyhow::Result<(String, AccessClaims)> {
+        self.reload_if_stale();
+        let now = Utc::now();
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.issuer.clone(),
+            sub: subject.to_owned(),
+            scope: Scope::join(scopes),
+            iat: now.timestamp(),
+            exp: (now + lifetime).timestamp(),
+            jti: uuid::Uuid::now_v7().to_string(),
+        };
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let active = keys.0.first().context("no signing key")?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(active.kid.clone());
+        header.typ = Some("at+jwt".to_owned());
+        let token = jsonwebtoken::encode(&header, &claims, &active.encoding)?;
+        Ok((token, claims))
+    }
+
+    /// Verifies a gateway access token: our signature, issuer, audience, expiry.
+    pub fn verify(&self, token: &str) -> Option<AccessClaims> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.alg != Algorithm::EdDSA {
+            return None;
+        }
+        let kid = header.kid?;
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = 5;
+        let attempt = || {
+            let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+            keys.0
+                .iter()
+                .find(|k| k.kid == kid)
+                .map(|k| jsonwebtoken::decode::<AccessClaims>(token, &k.decoding, &validation))
+        };
+        let result = match attempt() {
+            Some(result) => result,
+            None => {
+                // Perhaps another replica rotated: look again once.
+                self.reload().ok()?;
+                attempt()?
+            }
+        };
+        result.ok().map(|data| data.claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealing_round_trips_and_binds_the_kid() {
+        let kek = KeyEncryptionKey(SecretSlice::from(vec![7u8; 32]));
+        let sealed = kek.seal("kid-1", b"private").unwrap();
+        assert_eq!(kek.open("kid-1", &sealed).unwrap(), b"private");
+        assert!(
+            kek.open("kid-2", &sealed).is_err(),
+            "a sealed key moved to another kid does not open"
+        );
+        let other = KeyEncryptionKey(SecretSlice::from(vec![8u8; 32]));
+        assert!(other.open("kid-1", &sealed).is_err());
+        assert!(!format!("{kek:?}").contains('7'));
+    }
+}

@@ -1,0 +1,348 @@
+//! The token endpoint (client credentials with private_key_jwt, RFC 7523), the gateway's
+//! published keys, and its authorization-server metadata (RFC 8414).
+
+use std::collections::HashMap;
+
+use actix_web::http::header;
+use actix_web::http::StatusCode;
+use actix_web::{get, post, web, HttpMessage, HttpRequest, HttpResponse};
+use gateway_domain::{Actor, AuditAction, NewAuditEvent, OrganisationId, Scope};
+
+use crate::auth::assertion::{self, Rejection, ASSERTION_TYPE};
+use crate::dto::{
+    AuthorizationServerMetadata, JwksResponse, OAuthErrorResponse, TokenRequest, TokenResponse,
+};
+use crate::error::ApiError;
+use crate::extract::RequestId;
+use crate::state::AppState;
+
+fn oauth_error(rejection: &Rejection) -> HttpResponse {
+    let status = match rejection {
+        Rejection::InvalidClient(_) => StatusCode::UNAUTHORIZED,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    let mut response = HttpResponse::build(status);
+    response.insert_header((header::CACHE_CONTROL, "no-store"));
+    if status == StatusCode::UNAUTHORIZED {
+        response.insert_header((
+            header::WWW_AUTHENTICATE,
+            r#"Bearer realm="federation-gateway", error="invalid_client""#,
+        ));
+    }
+    response.json(OAuthErrorResponse {
+        error: rejection.code().to_owned(),
+        error_description: rejection.description().to_owned(),
+    })
+}
+
+/// Parses the form body: each parameter at most once (RFC 6749 section 3.2).
+fn form(req: &HttpRequest, body: &[u8]) -> Result<HashMap<String, String>, Rejection> {
+    let is_form = req
+        .mime_type()
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.essence_str() == "application/x-www-form-urlencoded");
+    if !is_form {
+        return Err(Rejection::InvalidRequest(
+            "send the parameters as application/x-www-form-urlencoded".to_owned(),
+        ));
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+        .map_err(|_| Rejection::InvalidRequest("the form body cannot be parsed".to_owned()))?;
+    let mut params = HashMap::new();
+    for (name, value) in pairs {
+        if params.insert(name.clone(), value).is_some() {
+            return Err(Rejection::InvalidRequest(format!(
+                "parameter {name} is repeated"
+            )));
+        }
+    }
+    Ok(params)
+}
+
+fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a str, Rejection> {
+    params
+        .get(name)
+        .map(String::as_str)
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| Rejection::InvalidRequest(format!("{name} is required")))
+}
+
+/// Why a token request did not succeed: the client's fault, or ours.
+enum Failure {
+    Refused(Rejection),
+    Storage(gateway_domain::RepositoryError),
+}
+
+impl From<Rejection> for Failure {
+    fn from(rejection: Rejection) -> Self {
+        Self::Refused(rejection)
+    }
+}
+
+impl From<gateway_domain::RepositoryError> for Failure {
+    fn from(error: gateway_domain::RepositoryError) -> Self {
+        Self::Storage(error)
+    }
+}
+
+/// The outcome of a token request, decided on a blocking thread (database and crypto).
+fn decide(
+    state: &AppState,
+    params: &HashMap<String, String>,
+    request_id: Option<String>,
+) -> Result<Result<TokenResponse, Rejection>, ApiError> {
+    let now = state.clock.now();
+    let audit = |action: AuditAction, actor: Actor, details: serde_json::Value| NewAuditEvent {
+        occurred_at: now,
+        actor,
+        action,
+        subject_type: "client",
+        subject_id: details
+            .get("client_id")
+            .and_then(|c| c.as_str())
+            .map(str::to_owned),
+        request_id: request_id.clone(),
+        details,
+    };
+    let outcome = (|| -> Result<(String, Vec<Scope>, String), Failure> {
+        let grant = required(params, "grant_type")?;
+        if grant != "client_credentials" {
+            return Err(Rejection::UnsupportedGrantType(format!(
+                "grant_type {grant} is not supported: use client_credentials"
+            ))
+            .into());
+        }
+        let kind = required(params, "client_assertion_type")?;
+        if kind != ASSERTION_TYPE {
+            return Err(Rejection::InvalidClient(format!(
+                "client_assertion_type must be {ASSERTION_TYPE}"
+            ))
+            .into());
+        }
+        let jwt = required(params, "client_assertion")?;
+        let mut lookup_error = None;
+        let verified = assertion::verify(jwt, &state.auth.assertion, now, |client, kid| {
+            if let Some(publisher) = state.publisher.as_ref().filter(|p| p.client_id == client) {
+                return Ok(publisher.keys.iter().find(|k| k.kid == kid).cloned());
+            }
+            let Ok(id) = uuid::Uuid::parse_str(client) else {
+                return Ok(None);
+            };
+            state
+                .keys
+                .find_key(OrganisationId::from_uuid(id), kid)
+                .map_err(|e| {
+                    let rejection =
+                        Rejection::InvalidClient("keys could not be checked".to_owned());
+                    lookup_error = Some(e);
+                    rejection
+                })
+        });
+        if let Some(error) = lookup_error {
+            // Storage failed: not the client's fault.
+            return Err(Failure::Storage(error));
+        }
+        let verified = verified?;
+        if !state
+            .replay
+            .remember(&verified.client, &verified.jti, verified.expires_at, now)?
+        {
+            return Err(Rejection::InvalidGrant(
+                "this client_assertion (jti) was already used".to_owned(),
+            )
+            .into());
+        }
+        let (allowed, subject_is_publisher) = match state
+            .publisher
+            .as_ref()
+            .filter(|p| p.client_id == verified.client)
+        {
+            Some(_) => (vec![Scope::DirectoryWrite, Scope::CalendarWrite], true),
+            // Data scopes come only from approved agreements.
+            None => (vec![Scope::OrganisationManage], false),
+        };
+        let scopes = match params.get("scope") {
+            None => allowed.clone(),
+            Some(raw) => {
+                let asked = Scope::parse_list(raw).map_err(|unknown| {
+                    Rejection::InvalidScope(format!("unknown scope(s): {}", unknown.join(" ")))
+                })?;
+                if let Some(extra) = asked.iter().find(|s| !allowed.contains(s)) {
+                    return Err(Rejection::InvalidScope(format!(
+                        "scope {extra} is not granted to this client"
+                    ))
+                    .into());
+                }
+                if asked.is_empty() {
+                    allowed.clone()
+                } else {
+                    asked
+                }
+            }
+        };
+        if !subject_is_publisher {
+            if let Ok(id) = uuid::Uuid::parse_str(&verified.client) {
+                state
+                    .keys
+                    .mark_key_used(OrganisationId::from_uuid(id), &verified.kid, now)?;
+            }
+        }
+        Ok((verified.client, scopes, verified.kid))
+    })();
+    let claimed = params
+        .get("client_assertion")
+        .and_then(|a| assertion::claimed_client(a));
+    match outcome {
+        Err(Failure::Storage(error)) => Err(error.into()),
+        Err(Failure::Refused(rejection)) => {
+            let event = audit(
+                AuditAction::AssertionRejected,
+                Actor::Anonymous,
+                serde_json::json!({ "client_id": claimed, "error": rejection.code(), "reason": rejection.description() }),
+            );
+            state.audit.append(&event)?;
+            Ok(Err(rejection))
+        }
+        Ok((client, scopes, kid)) => {
+            let (access_token, claims) = state
+                .signing
+                .issue(&client, &scopes, state.auth.access_token_lifetime)
+                .map_err(|e| ApiError::Internal(e.into()))?;
+            let actor = match state.publisher.as_ref().filter(|p| p.client_id == client) {
+                Some(p) => Actor::Publisher(p.client_id.clone()),
+                None => uuid::Uuid::parse_str(&client)
+                    .map(|id| Actor::Organisation(OrganisationId::from_uuid(id)))
+                    .unwrap_or(Actor::Anonymous),
+            };
+            let event = audit(
+                AuditAction::TokenIssued,
+                actor,
+                serde_json::json!({ "client_id": client, "scope": claims.scope, "token_jti": claims.jti, "expires_at": claims.exp, "assertion_kid": kid }),
+            );
+            state.audit.append(&event)?;
+            Ok(Ok(TokenResponse {
+                access_token,
+                token_type: "Bearer".to_owned(),
+                expires_in: u64::try_from(claims.exp - claims.iat).unwrap_or(0),
+                scope: claims.scope,
+            }))
+        }
+    }
+}
+
+/// Get an access token (client credentials, authenticated with a signed JWT).
+///
+/// The client proves who it is with `client_assertion`, a JWT signed by one of its registered
+/// keys. Errors follow RFC 6749 section 5.2.
+#[utoipa::path(
+    tag = "oauth",
+    operation_id = "issue_token",
+    request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "An access token", body = TokenResponse),
+        (status = 400, description = "invalid_request, invalid_grant (a replayed assertion), unsupported_grant_type or invalid_scope", body = OAuthErrorResponse),
+        (status = 401, description = "invalid_client: the assertion does not authenticate the client", body = OAuthErrorResponse),
+        (status = 500, description = "server_error", body = OAuthErrorResponse),
+        (status = 503, description = "temporarily_unavailable: the database cannot be reached", body = OAuthErrorResponse,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+    ),
+    security(())
+)]
+#[post("/oauth2/token")]
+#[tracing::instrument(name = "issue_token", skip_all)]
+pub async fn token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let params = match form(&req, &body) {
+        Ok(params) => params,
+        Err(rejection) => return Ok(oauth_error(&rejection)),
+    };
+    let request_id = RequestId::of(&req);
+    let shared = state.clone();
+    let decision = match web::block(move || decide(&shared, &params, request_id))
+        .await
+        .map_err(ApiError::from)
+        .and_then(|r| r)
+    {
+        Ok(decision) => decision,
+        // Even our own failures answer in RFC 6749 form here, so OAuth clients read them.
+        Err(error) => {
+            let unavailable = matches!(error, ApiError::Unavailable(_));
+            // The problem response logs the cause chain; we send only the OAuth form.
+            let _ = actix_web::ResponseError::error_response(&error);
+            let (status, code, description) = if unavailable {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "the gateway cannot reach its database; retry later",
+                )
+            } else {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "the gateway failed; the failure was logged",
+                )
+            };
+            let mut response = HttpResponse::build(status);
+            response.insert_header((header::CACHE_CONTROL, "no-store"));
+            if unavailable {
+                response.insert_header((header::RETRY_AFTER, "5"));
+            }
+            return Ok(response.json(OAuthErrorResponse {
+                error: code.to_owned(),
+                error_description: description.to_owned(),
+            }));
+        }
+    };
+    Ok(match decision {
+        Ok(token) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .insert_header((header::PRAGMA, "no-cache"))
+            .json(token),
+        Err(rejection) => oauth_error(&rejection),
+    })
+}
+
+/// The gateway's public keys, for verifying its access tokens.
+#[utoipa::path(
+    tag = "oauth",
+    operation_id = "gateway_jwks",
+    responses((status = 200, description = "The published keys (the active one and any still overlapping)", body = JwksResponse)),
+    security(())
+)]
+#[get("/.well-known/jwks.json")]
+pub async fn jwks(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let signing = state.signing.clone();
+    let set = web::block(move || signing.jwks()).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+        .json(set))
+}
+
+/// Authorization server metadata (RFC 8414).
+#[utoipa::path(
+    tag = "oauth",
+    operation_id = "authorization_server_metadata",
+    responses((status = 200, description = "Where the token endpoint and keys are, and what they support", body = AuthorizationServerMetadata)),
+    security(())
+)]
+#[get("/.well-known/oauth-authorization-server")]
+pub async fn metadata(state: web::Data<AppState>) -> HttpResponse {
+    let base = &state.public_base_url;
+    HttpResponse::Ok().json(AuthorizationServerMetadata {
+        issuer: state.signing.issuer().to_owned(),
+        token_endpoint: format!("{base}/oauth2/token"),
+        jwks_uri: format!("{base}/.well-known/jwks.json"),
+        grant_types_supported: vec!["client_credentials".to_owned()],
+        token_endpoint_auth_methods_supported: vec!["private_key_jwt".to_owned()],
+        token_endpoint_auth_signing_alg_values_supported: [
+            "RS256", "RS384", "RS512", "ES256", "EdDSA",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        scopes_supported: Scope::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
+    })
+}

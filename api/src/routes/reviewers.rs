@@ -1,0 +1,293 @@
+//! Reviewer sign-in (OpenID Connect, authorization code with PKCE) and the first reviewer
+//! endpoints: the organisations to review and, for auditors, the audit trail.
+
+use actix_web::http::header;
+use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use gateway_domain::{Actor, AuditAction, NewAuditEvent, OrganisationId, Role};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::auth::oidc::OidcError;
+use crate::auth::session::{LOGIN_COOKIE, SESSION_COOKIE};
+use crate::dto::{
+    AuditListResponse, AuditPage, OrganisationListResponse, OrganisationPage, OrganisationResponse,
+    ReviewerResponse,
+};
+use crate::error::{ApiError, Problem};
+use crate::extract::{RequestId, ReviewerCaller};
+use crate::state::AppState;
+
+fn oidc(state: &AppState) -> Result<std::sync::Arc<crate::auth::oidc::Oidc>, ApiError> {
+    state.oidc.clone().ok_or(ApiError::NotFound)
+}
+
+fn from_oidc(error: OidcError) -> ApiError {
+    match error {
+        OidcError::Unavailable(why) => ApiError::Unavailable(why.into()),
+        OidcError::Rejected(_) => ApiError::Unauthorized("sign-in failed"),
+    }
+}
+
+/// Start reviewer sign-in: redirects to the identity provider.
+#[utoipa::path(
+    tag = "reviewers",
+    operation_id = "reviewer_login",
+    responses(
+        (status = 302, description = "To the identity provider (authorization code flow with PKCE, state and nonce)",
+            headers(("Location" = String, description = "The provider's authorization URL"))),
+        (status = 404, description = "Reviewer sign-in is not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The identity provider cannot be reached", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
+#[get("/auth/login")]
+pub async fn login(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let oidc = oidc(&state)?;
+    let (url, login) = oidc.begin_login().await.map_err(from_oidc)?;
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, url))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(state.sessions.login_cookie(&login))
+        .finish())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CallbackQuery {
+    /// The authorization code.
+    pub code: Option<String>,
+    /// Must equal the state of the login this browser started.
+    pub state: Option<String>,
+    /// Set by the provider when sign-in failed.
+    pub error: Option<String>,
+}
+
+/// Finish reviewer sign-in: the identity provider sends the browser back here.
+#[utoipa::path(
+    tag = "reviewers",
+    operation_id = "reviewer_callback",
+    params(CallbackQuery),
+    responses(
+        (status = 303, description = "Signed in: a session cookie is set; on to /auth/me",
+            headers(("Set-Cookie" = String, description = "The session (HttpOnly, SameSite=Lax, Secure)"))),
+        (status = 401, description = "Sign-in failed (state mismatch, refused code, invalid ID token)", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Reviewer sign-in is not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The identity provider cannot be reached", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
+#[get("/auth/callback")]
+pub async fn callback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<CallbackQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let oidc = oidc(&state)?;
+    let failed = |reason: &str| {
+        let event = NewAuditEvent {
+            occurred_at: state.clock.now(),
+            actor: Actor::Anonymous,
+            action: AuditAction::ReviewerLoginFailed,
+            subject_type: "reviewer",
+            subject_id: None,
+            request_id: RequestId::of(&req),
+            details: serde_json::json!({ "reason": reason }),
+        };
+        let audit = state.audit.clone();
+        async move {
+            web::block(move || audit.append(&event)).await??;
+            Ok::<_, ApiError>(())
+        }
+    };
+    let pending = state.sessions.login_state(&req);
+    let (Some(pending), Some(code), Some(returned_state)) =
+        (pending, query.code.as_deref(), query.state.as_deref())
+    else {
+        let reason = query
+            .error
+            .clone()
+            .unwrap_or_else(|| "no login in progress, or code/state missing".to_owned());
+        failed(&reason).await?;
+        return Err(ApiError::Unauthorized(
+            "sign-in failed: start again at /auth/login",
+        ));
+    };
+    if !bool::from(pending.state.as_bytes().ct_eq(returned_state.as_bytes())) {
+        failed("state mismatch").await?;
+        return Err(ApiError::Unauthorized("sign-in failed: state mismatch"));
+    }
+    let identity = match oidc.complete_login(code, &pending).await {
+        Ok(identity) => identity,
+        Err(error) => {
+            if let OidcError::Rejected(why) = &error {
+                failed(why).await?;
+            }
+            return Err(from_oidc(error));
+        }
+    };
+    let event = NewAuditEvent {
+        occurred_at: state.clock.now(),
+        actor: Actor::Reviewer(identity.subject.clone()),
+        action: AuditAction::ReviewerLogin,
+        subject_type: "reviewer",
+        subject_id: Some(identity.subject.clone()),
+        request_id: RequestId::of(&req),
+        details: serde_json::json!({ "roles": identity.roles, "email": identity.email }),
+    };
+    let audit = state.audit.clone();
+    web::block(move || audit.append(&event)).await??;
+    Ok(HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/auth/me"))
+        .cookie(state.sessions.session_cookie(&identity))
+        .cookie(state.sessions.removal(LOGIN_COOKIE, "/auth"))
+        .finish())
+}
+
+/// Who is signed in, with their roles.
+#[utoipa::path(
+    tag = "reviewers",
+    operation_id = "reviewer_me",
+    responses(
+        (status = 200, description = "The reviewer", body = ReviewerResponse),
+        (status = 401, description = "No session and no valid identity-provider token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The identity provider cannot be reached", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("reviewer_session" = []), ("reviewer_oidc" = []))
+)]
+#[get("/auth/me")]
+pub async fn me(caller: ReviewerCaller) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(ReviewerResponse::from(&caller.0))
+}
+
+/// Sign out: ends the session in this browser.
+#[utoipa::path(
+    tag = "reviewers",
+    operation_id = "reviewer_logout",
+    responses(
+        (status = 204, description = "Signed out"),
+        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("reviewer_session" = []))
+)]
+#[post("/auth/logout")]
+pub async fn logout(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .sessions
+        .session(&req)
+        .ok_or(ApiError::Unauthorized("not signed in"))?;
+    Ok(HttpResponse::NoContent()
+        .cookie(state.sessions.removal(SESSION_COOKIE, "/"))
+        .finish())
+}
+
+/// Where reviewers' OpenID provider publishes its configuration (the `openIdConnectUrl` of
+/// this document's reviewer security scheme).
+#[utoipa::path(
+    tag = "reviewers",
+    operation_id = "reviewer_openid_configuration",
+    responses(
+        (status = 302, description = "To the provider's discovery document", headers(("Location" = String, description = "The discovery URL"))),
+        (status = 404, description = "Reviewer sign-in is not configured", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(())
+)]
+#[get("/.well-known/reviewer-openid-configuration")]
+pub async fn openid_configuration(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let oidc = oidc(&state)?;
+    let url = format!(
+        "{}/.well-known/openid-configuration",
+        oidc.issuer().trim_end_matches('/')
+    );
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, url))
+        .finish())
+}
+
+/// List registered organisations for review, oldest first.
+#[utoipa::path(
+    tag = "reviewers",
+    operation_id = "review_list_organisations",
+    params(OrganisationPage),
+    responses(
+        (status = 200, description = "A page of organisations", body = OrganisationListResponse),
+        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No session and no valid identity-provider token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs the reviewer, approver or auditor role", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database or identity provider unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("reviewer_session" = []), ("reviewer_oidc" = []))
+)]
+#[get("/v1/review/organisations")]
+pub async fn list_organisations(
+    caller: ReviewerCaller,
+    state: web::Data<AppState>,
+    page: web::Query<OrganisationPage>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_any(&[Role::Reviewer, Role::Approver, Role::Auditor])?;
+    let limit = page.limit.unwrap_or(50);
+    if !(1..=200).contains(&limit) {
+        return Err(ApiError::Malformed {
+            detail: "limit must be 1 to 200".to_owned(),
+            errors: Vec::new(),
+        });
+    }
+    let after = page.after.map(OrganisationId::from_uuid);
+    let repo = state.organisations.clone();
+    let items = web::block(move || repo.list_organisations(after, limit)).await??;
+    let next_after = (items.len() as i64 == limit)
+        .then(|| items.last().map(|o| o.id.as_uuid()))
+        .flatten();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(OrganisationListResponse {
+            items: items.iter().map(OrganisationResponse::from).collect(),
+            next_after,
+        }))
+}
+
+/// Read the audit trail, oldest first (auditors).
+#[utoipa::path(
+    tag = "reviewers",
+    operation_id = "audit_list_events",
+    params(AuditPage),
+    responses(
+        (status = 200, description = "A page of audit events", body = AuditListResponse),
+        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No session and no valid identity-provider token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Needs the auditor role", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database or identity provider unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("reviewer_session" = []), ("reviewer_oidc" = []))
+)]
+#[get("/v1/audit/events")]
+pub async fn audit_events(
+    caller: ReviewerCaller,
+    state: web::Data<AppState>,
+    page: web::Query<AuditPage>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require_any(&[Role::Auditor])?;
+    let limit = page.limit.unwrap_or(100);
+    let after = page.after.unwrap_or(0);
+    if !(1..=500).contains(&limit) || after < 0 {
+        return Err(ApiError::Malformed {
+            detail: "limit must be 1 to 500 and after at least 0".to_owned(),
+            errors: Vec::new(),
+        });
+    }
+    let audit = state.audit.clone();
+    let events = web::block(move || audit.list_events(after, limit)).await??;
+    let next_after = (events.len() as i64 == limit)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(AuditListResponse {
+            items: events.into_iter().map(Into::into).collect(),
+            next_after,
+        }))
+}
