@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod keys;
 mod support;
 
 mod health;
+mod identity;
 mod registrations;

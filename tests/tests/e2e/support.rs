@@ -43,7 +43,34 @@ impl TestApp {
     }
 
     pub async fn spawn_with(database: Arc<TestDatabase>, settings: Settings) -> TestApp {
-        let app = Application::build(&settings).expect("the application builds");
+        Self::spawn_with_clock(database, settings, Arc::new(gateway_domain::SystemClock)).await
+    }
+
+    pub async fn spawn_with_clock(
+        database: Arc<TestDatabase>,
+        settings: Settings,
+        clock: Arc<dyn gateway_domain::Clock>,
+    ) -> TestApp {
+        let app = Application::build_with_clock(&settings, clock).expect("the application builds");
+        Self::serve(app, database, settings)
+    }
+
+    /// Serves on a listener bound in advance (when the port must be known before start-up).
+    pub fn spawn_on(
+        listener: std::net::TcpListener,
+        database: Arc<TestDatabase>,
+        settings: Settings,
+    ) -> TestApp {
+        let app = Application::build_with_listener(
+            &settings,
+            listener,
+            Arc::new(gateway_domain::SystemClock),
+        )
+        .expect("the application builds");
+        Self::serve(app, database, settings)
+    }
+
+    fn serve(app: Application, database: Arc<TestDatabase>, settings: Settings) -> TestApp {
         let base = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
@@ -112,6 +139,70 @@ impl TestApp {
             response.registration_access_token.clone(),
             response,
         )
+    }
+
+    /// This gateway's token endpoint URL (the audience of client assertions).
+    pub fn token_endpoint(&self) -> String {
+        format!("{}/oauth2/token", self.public_base_url())
+    }
+
+    /// The gateway's public address: configured, or the bound one.
+    pub fn public_base_url(&self) -> String {
+        if self.settings.server.public_base_url.is_empty() {
+            self.base.clone()
+        } else {
+            self.settings.server.public_base_url.clone()
+        }
+    }
+
+    /// Registers `key` as the organisation's only key, with its registration token.
+    pub async fn put_keys(
+        &self,
+        id: uuid::Uuid,
+        token: &str,
+        jwks: Vec<Value>,
+    ) -> Result<ResponseValue<types::PartnerKeySetResponse>, ClientError<Problem>> {
+        let keys = jwks
+            .into_iter()
+            .map(|k| k.as_object().expect("jwk object").clone())
+            .collect();
+        self.api_as(token)
+            .put_organisation_jwks()
+            .id(id)
+            .body(types::JwksRequest { keys })
+            .send()
+            .await
+    }
+
+    /// Asks the token endpoint (through the generated client) with `assertion`.
+    pub async fn request_token(
+        &self,
+        assertion: &str,
+        scope: Option<&str>,
+    ) -> Result<ResponseValue<types::TokenResponse>, ClientError<types::OAuthErrorResponse>> {
+        self.api()
+            .issue_token()
+            .body(types::TokenRequest {
+                grant_type: "client_credentials".into(),
+                client_assertion_type: crate::keys::ASSERTION_TYPE.into(),
+                client_assertion: assertion.to_owned(),
+                scope: scope.map(str::to_owned),
+            })
+            .send()
+            .await
+    }
+
+    /// An access token for organisation `id`, signed for with `key` (already registered).
+    pub async fn access_token(&self, id: uuid::Uuid, key: &crate::keys::TestKey) -> String {
+        let assertion = crate::keys::sign(
+            key,
+            &crate::keys::claims(&id.to_string(), &self.token_endpoint()),
+        );
+        self.request_token(&assertion, None)
+            .await
+            .expect("token issued")
+            .into_inner()
+            .access_token
     }
 
     /// Raw HTTP, for malformed bodies the generated client cannot send.

@@ -1,0 +1,92 @@
+// A real OpenID provider (the npm package oidc-provider) for the reviewer tests, on loopback.
+//
+// Environment: REDIRECT_URI (the gateway's /auth/callback), AUDIENCE (the gateway's expected
+// audience for bearer tokens). Prints {"issuer": "..."} on its first line once listening.
+//
+// People: any login name with any password; the roles claim comes from ROLES below.
+// Automation: client_credentials clients whose `roles` metadata becomes the token's roles.
+import http from 'node:http';
+import Provider from 'oidc-provider';
+
+const redirectUri = process.env.REDIRECT_URI;
+const audience = process.env.AUDIENCE || 'urn:federation-gateway';
+if (!redirectUri) {
+  console.error('REDIRECT_URI is required');
+  process.exit(2);
+}
+
+const ROLES = {
+  reviewer1: ['reviewer'],
+  approver1: ['approver', 'reviewer'],
+  auditor1: ['auditor'],
+  nobody: [],
+};
+
+const server = http.createServer();
+server.listen(0, '127.0.0.1', () => {
+  const { port } = server.address();
+  const issuer = `http://127.0.0.1:${port}`;
+  const provider = new Provider(issuer, {
+    clients: [
+      {
+        client_id: 'gateway',
+        client_secret: 'gateway-secret',
+        redirect_uris: [redirectUri],
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
+      {
+        client_id: 'automation-reviewer',
+        client_secret: 'automation-secret',
+        redirect_uris: [],
+        response_types: [],
+        grant_types: ['client_credentials'],
+        token_endpoint_auth_method: 'client_secret_basic',
+        roles: ['reviewer', 'auditor'],
+      },
+      {
+        client_id: 'automation-no-role',
+        client_secret: 'automation-secret',
+        redirect_uris: [],
+        response_types: [],
+        grant_types: ['client_credentials'],
+        token_endpoint_auth_method: 'client_secret_basic',
+        roles: [],
+      },
+    ],
+    extraClientMetadata: { properties: ['roles'] },
+    pkce: { required: () => true, methods: ['S256'] },
+    claims: { openid: ['sub'], profile: ['name', 'roles'], email: ['email'] },
+    conformIdTokenClaims: false,
+    findAccount: async (ctx, id) => ({
+      accountId: id,
+      claims: async () => ({ sub: id, name: `Test ${id}`, email: `${id}@example.org`, roles: ROLES[id] ?? [] }),
+    }),
+    features: {
+      devInteractions: { enabled: true },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => audience,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (ctx, resource) => ({
+          scope: 'reviews',
+          audience: resource,
+          accessTokenTTL: 300,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'RS256' } },
+        }),
+      },
+    },
+    extraTokenClaims: async (ctx, token) => {
+      if (token.kind === 'ClientCredentials') {
+        const client = await ctx.oidc.provider.Client.find(token.clientId);
+        return { roles: client?.roles ?? [] };
+      }
+      return undefined;
+    },
+  });
+  server.on('request', provider.callback());
+  console.log(JSON.stringify({ issuer }));
+});
