@@ -145,7 +145,9 @@ e2e_tests! {
             ("tampered signature", {
                 let token = sign(&key, &good());
                 let (head, sig) = token.rsplit_once('.').unwrap();
-                let flipped = if sig.starts_with('A') { format!("B{}", &sig[1..]) } else { format!("A{}", &sig[1..]) };
+                let mut chars: Vec<char> = sig.chars().collect();
+                chars[0] = if chars[0] == 'A' { 'B' } else { 'A' };
+                let flipped: String = chars.into_iter().collect();
                 format!("{head}.{flipped}")
             }),
             ("tampered claims", {

@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod keys;
+mod oidc_provider;
 mod support;
 
 mod health;
 mod identity;
 mod registrations;
+mod reviewers;

@@ -206,6 +206,14 @@ impl TestApp {
     }
 
     /// Raw HTTP, for malformed bodies the generated client cannot send.
+    /// Every audit event.
+    pub fn all_events(&self) -> Vec<gateway_domain::AuditEvent> {
+        use gateway_domain::AuditRepository;
+        self.open_database()
+            .list_events(0, 10_000)
+            .expect("audit events")
+    }
+
     /// The audit events about organisations (leaving out the gateway's own, such as the
     /// signing key it creates at first start).
     pub fn organisation_events(&self) -> Vec<gateway_domain::AuditEvent> {

@@ -1,0 +1,189 @@
+//! Reviewers: OpenID Connect sign-in driven as a browser would against a real provider,
+//! provider-issued bearer tokens for automation, roles, and the audit trail.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use gateway_persistence::testing::TestDatabase;
+use gateway_persistence::Backend;
+use secrecy::SecretString;
+use serde_json::Value;
+
+use crate::e2e_tests;
+use crate::oidc_provider::OidcProvider;
+use crate::support::{problem_of, registration_typed, settings_for, TestApp};
+
+const AUDIENCE: &str = "urn:federation-gateway";
+
+/// A gateway wired to its own provider.
+async fn gateway_with_provider(backend: Backend) -> (TestApp, OidcProvider) {
+    let database = Arc::new(TestDatabase::new(backend));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let provider = OidcProvider::start(&format!("{base}/auth/callback"), AUDIENCE);
+    let mut settings = settings_for(&database);
+    settings.oidc.issuer_url = provider.issuer.clone();
+    settings.oidc.client_id = "gateway".into();
+    settings.oidc.client_secret = SecretString::from("gateway-secret");
+    settings.oidc.redirect_url = format!("{base}/auth/callback");
+    settings.oidc.audience = AUDIENCE.into();
+    (TestApp::spawn_on(listener, database, settings), provider)
+}
+
+/// The `action` of the first form on an HTML page, as an absolute URL.
+fn form_action(issuer: &str, html: &str) -> String {
+    let start = html.find("action=\"").expect("a form") + "action=\"".len();
+    let end = start + html[start..].find('"').expect("end of action");
+    let action = html[start..end].replace("&amp;", "&");
+    if action.starts_with("http") {
+        action
+    } else {
+        format!("{issuer}{action}")
+    }
+}
+
+/// Signs in as `login` the way a browser does: follow the redirects, fill in the provider's
+/// login form, give consent, come back. Returns the browser (with its cookies) and what the
+/// last page said.
+async fn browser_sign_in(
+    app: &TestApp,
+    provider: &OidcProvider,
+    login: &str,
+) -> (reqwest::Client, reqwest::Response) {
+    let browser = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let page = browser.get(app.url("/auth/login")).send().await.unwrap();
+    assert!(
+        page.url().as_str().starts_with(&provider.issuer),
+        "the login went to the provider: {}",
+        page.url()
+    );
+    let html = page.text().await.unwrap();
+    assert!(html.contains("name=\"login\""), "a login form: {html}");
+    let action = form_action(&provider.issuer, &html);
+    let consent = browser
+        .post(action)
+        .form(&[("prompt", "login"), ("login", login), ("password", "any")])
+        .send()
+        .await
+        .unwrap();
+    let html = consent.text().await.unwrap();
+    assert!(
+        html.contains("name=\"prompt\" value=\"consent\""),
+        "a consent form: {html}"
+    );
+    let action = form_action(&provider.issuer, &html);
+    let done = browser
+        .post(action)
+        .form(&[("prompt", "consent")])
+        .send()
+        .await
+        .unwrap();
+    (browser, done)
+}
+
+e2e_tests! {
+    async fn a_reviewer_signs_in_through_the_provider_and_uses_the_session(backend) {
+        let (app, provider) = gateway_with_provider(backend).await;
+        app.register_ok_typed(registration_typed(1)).await;
+        let (browser, landed) = browser_sign_in(&app, &provider, "reviewer1").await;
+        assert_eq!(landed.url().path(), "/auth/me", "back at the gateway");
+        assert_eq!(landed.status(), 200);
+        let me: Value = landed.json().await.unwrap();
+        assert_eq!(me["subject"], "reviewer1");
+        assert_eq!(me["roles"], serde_json::json!(["reviewer"]));
+        assert_eq!(me["email"], "reviewer1@example.org");
+
+        // The session cookie is HttpOnly, SameSite=Lax, bounded; it opens reviewer endpoints.
+        let list: Value = browser.get(app.url("/v1/review/organisations")).send().await.unwrap().json().await.unwrap();
+        assert_eq!(list["items"].as_array().unwrap().len(), 1);
+        // A reviewer is not an auditor.
+        assert_eq!(browser.get(app.url("/v1/audit/events")).send().await.unwrap().status(), 403);
+
+        // Sign out ends the session.
+        let out = browser.post(app.url("/auth/logout")).send().await.unwrap();
+        assert_eq!(out.status(), 204);
+        let cookie = out.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
+        assert!(cookie.starts_with("gw_session=") && cookie.contains("Max-Age=0"), "{cookie}");
+        assert_eq!(browser.get(app.url("/auth/me")).send().await.unwrap().status(), 401);
+
+        // Logins are on the audit trail.
+        let events = app.all_events();
+        assert!(events.iter().any(|e| e.action == "reviewer.login" && e.actor_id.as_deref() == Some("reviewer1")));
+    }
+
+    async fn session_cookies_are_protected(backend) {
+        let (app, provider) = gateway_with_provider(backend).await;
+        let browser = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let login = browser.get(app.url("/auth/login")).send().await.unwrap();
+        assert_eq!(login.status(), 302);
+        let location = login.headers()["location"].to_str().unwrap().to_owned();
+        assert!(location.starts_with(&provider.issuer));
+        for wanted in ["code_challenge_method=S256", "code_challenge=", "state=", "nonce=", "response_type=code"] {
+            assert!(location.contains(wanted), "{wanted} in {location}");
+        }
+        let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Max-Age="), "{cookie}");
+        assert!(!cookie.contains(&location[location.find("state=").unwrap() + 6..][..10]), "the state is sealed, not readable");
+
+        // A callback without the browser's login state, or with the wrong state, is refused.
+        let forged = browser.get(app.url("/auth/callback?code=abc&state=xyz")).send().await.unwrap();
+        assert_eq!(forged.status(), 401);
+        let (_, landed) = browser_sign_in(&app, &provider, "auditor1").await;
+        let set_cookie: Vec<_> = landed.headers().get_all("set-cookie").iter().collect();
+        assert!(set_cookie.is_empty(), "cookies were set on the redirect, not on /auth/me");
+        // A tampered session cookie is worthless.
+        let fake = browser.get(app.url("/auth/me")).header("cookie", "gw_session=eyJzdWJqZWN0IjoiYWRtaW4ifQ").send().await.unwrap();
+        assert_eq!(fake.status(), 401);
+        let events = app.all_events();
+        assert!(events.iter().any(|e| e.action == "reviewer.login_failed"));
+    }
+
+    async fn automation_uses_provider_bearer_tokens_with_full_validation(backend) {
+        let (app, provider) = gateway_with_provider(backend).await;
+        app.register_ok_typed(registration_typed(1)).await;
+        let token = provider.client_token("automation-reviewer", AUDIENCE).await;
+        let api = app.api_as(&token);
+        let me = api.reviewer_me().send().await.unwrap().into_inner();
+        assert_eq!(me.subject, "automation-reviewer");
+        assert_eq!(api.review_list_organisations().send().await.unwrap().into_inner().items.len(), 1);
+        let audit = api.audit_list_events().send().await.unwrap().into_inner();
+        assert!(audit.items.iter().any(|e| e.action == "organisation.registered"));
+
+        // Missing role: authenticated, but not allowed.
+        let no_role = provider.client_token("automation-no-role", AUDIENCE).await;
+        assert_eq!(problem_of(app.api_as(&no_role).review_list_organisations().send().await).0, 403);
+        // Wrong audience.
+        let other_audience = provider.client_token("automation-reviewer", "urn:another-service").await;
+        assert_eq!(problem_of(app.api_as(&other_audience).reviewer_me().send().await).0, 401);
+        // Wrong issuer: another provider (with the same development keys, so only the issuer
+        // check can catch it).
+        let impostor = OidcProvider::start("http://127.0.0.1:1/auth/callback", AUDIENCE);
+        let foreign = impostor.client_token("automation-reviewer", AUDIENCE).await;
+        assert_eq!(problem_of(app.api_as(&foreign).reviewer_me().send().await).0, 401);
+        // Tampered, and a gateway partner token, are refused too.
+        let mut tampered = token.clone();
+        tampered.pop();
+        tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+        assert_eq!(problem_of(app.api_as(&tampered).reviewer_me().send().await).0, 401);
+        assert_eq!(problem_of(app.api().reviewer_me().send().await).0, 401);
+    }
+}
+
+/// Without an identity provider configured, reviewer sign-in says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviewer_sign_in_is_off_without_a_provider() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    assert_eq!(
+        app.client
+            .get(app.url("/auth/login"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    assert_eq!(problem_of(app.api().reviewer_me().send().await).0, 401);
+}
