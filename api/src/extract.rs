@@ -127,13 +127,28 @@ fn describe_json_error(error: serde_path_to_error::Error<serde_json::Error>) -> 
     }
 }
 
-/// `"opaque"` or `W/"opaque"` (RFC 9110 section 8.8.3), the opaque part without quotes.
-fn is_entity_tag(tag: &str) -> bool {
-    let opaque = tag.strip_prefix("W/").unwrap_or(tag);
-    opaque.len() >= 2
-        && opaque.starts_with('"')
-        && opaque.ends_with('"')
-        && !opaque[1..opaque.len() - 1].contains('"')
+/// Splits an `If-Match` list of entity tags (`"a", W/"b"`; RFC 9110 section 8.8.3). A tag's
+/// opaque part may hold any character but `"`, commas included, so this reads quoted strings
+/// rather than splitting on commas.
+fn parse_entity_tags(raw: &str) -> Result<Vec<String>, ()> {
+    let mut tags = Vec::new();
+    let mut rest = raw.trim_start_matches([' ', '\t']);
+    loop {
+        let weak = rest.starts_with("W/");
+        let body = if weak { &rest[2..] } else { rest };
+        let body = body.strip_prefix('"').ok_or(())?;
+        let end = body.find('"').ok_or(())?;
+        let tag_len = if weak { 2 } else { 0 } + end + 2;
+        tags.push(rest[..tag_len].to_owned());
+        rest = rest[tag_len..].trim_start_matches([' ', '\t']);
+        if rest.is_empty() {
+            return Ok(tags);
+        }
+        rest = rest
+            .strip_prefix(',')
+            .ok_or(())?
+            .trim_start_matches([' ', '\t']);
+    }
 }
 
 /// The `If-Match` precondition of a write: required, and must name a version.
@@ -162,30 +177,28 @@ impl FromRequest for IfMatch {
                 "send If-Match with the ETag from your last read of this resource",
             )));
         };
-        let tags: Vec<String> = value
-            .to_str()
-            .unwrap_or_default()
-            .split(',')
-            .map(|t| t.trim().to_owned())
-            .filter(|t| !t.is_empty())
-            .collect();
-        if tags.is_empty() || tags.iter().any(|t| t == "*") {
+        let raw = value.to_str().unwrap_or_default().trim();
+        if raw == "*" {
             return std::future::ready(Err(ApiError::PreconditionRequired(
                 "If-Match must carry the ETag from your last read; '*' would allow lost updates",
             )));
         }
-        if let Some(bad) = tags.iter().find(|t| !is_entity_tag(t)) {
-            let message =
-                format!("{bad:?} is not an entity tag: send the ETag as received, e.g. \"3\"");
-            return std::future::ready(Err(ApiError::Malformed {
-                detail: format!("If-Match: {message}"),
-                errors: vec![FieldProblem {
-                    field: "If-Match".to_owned(),
-                    rule: "entity_tag".to_owned(),
-                    message,
-                }],
-            }));
-        }
+        let tags = match parse_entity_tags(raw) {
+            Ok(tags) if !tags.is_empty() => tags,
+            _ => {
+                let message = format!(
+                    "{raw:?} is not a list of entity tags: send the ETag as received, e.g. \"3\""
+                );
+                return std::future::ready(Err(ApiError::Malformed {
+                    detail: format!("If-Match: {message}"),
+                    errors: vec![FieldProblem {
+                        field: "If-Match".to_owned(),
+                        rule: "entity_tag".to_owned(),
+                        message,
+                    }],
+                }));
+            }
+        };
         std::future::ready(Ok(IfMatch(tags)))
     }
 }
@@ -374,12 +387,27 @@ mod tests {
     }
 
     #[test]
-    fn entity_tags_are_recognised() {
-        for good in ["\"1\"", "W/\"1\"", "\"\""] {
-            assert!(is_entity_tag(good), "{good}");
-        }
-        for bad in ["1", "{}", "\"1", "W/1", "\"a\"b\"", "*"] {
-            assert!(!is_entity_tag(bad), "{bad}");
+    fn entity_tag_lists_are_read_as_quoted_strings() {
+        assert_eq!(parse_entity_tags("\"1\""), Ok(vec!["\"1\"".to_owned()]));
+        assert_eq!(
+            parse_entity_tags("W/\"a\" ,\t\"b,c\",\"\""),
+            Ok(vec![
+                "W/\"a\"".to_owned(),
+                "\"b,c\"".to_owned(),
+                "\"\"".to_owned()
+            ])
+        );
+        for bad in [
+            "1",
+            "{}",
+            "\"1",
+            "W/1",
+            "\"a\"b\"",
+            "*",
+            "\"a\",",
+            "\"a\" \"b\"",
+        ] {
+            assert!(parse_entity_tags(bad).is_err(), "{bad}");
         }
     }
 
