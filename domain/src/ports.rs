@@ -169,6 +169,19 @@ pub trait ReplayCache: Send + Sync {
 
     /// Forgets entries expired at `now`; returns how many.
     fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, RepositoryError>;
+
+    /// Everything issuing one token writes, in one transaction: remembers `(client, jti)` as
+    /// [`ReplayCache::remember`] does, marks `key` used at `now`, and appends `event`.
+    /// MUST return `Ok(false)` and change nothing when the jti is a replay.
+    fn record_issuance(
+        &self,
+        client: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        key: Option<(OrganisationId, &str)>,
+        event: &NewAuditEvent,
+    ) -> Result<bool, RepositoryError>;
 }
 
 /// One of the gateway's own token-signing keys, its private half sealed.

@@ -182,6 +182,54 @@ impl PartnerKeyRepository for Database {
     }
 }
 
+/// Records `(client, jti)` unless it is recorded and unexpired; `false` for a replay.
+fn remember_jti(
+    conn: &mut crate::DbConnection,
+    client: &str,
+    jti: &str,
+    expires_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, TxError> {
+    let existing: Option<NaiveDateTime> = assertion_jtis::table
+        .find((client, jti))
+        .select(assertion_jtis::expires_at)
+        .first(conn)
+        .optional()?;
+    match existing {
+        Some(until) if until > to_db_time(now) => return Ok(false),
+        Some(_) => {
+            diesel::delete(assertion_jtis::table.find((client, jti))).execute(conn)?;
+        }
+        None => {}
+    }
+    diesel::insert_into(assertion_jtis::table)
+        .values((
+            assertion_jtis::client_id.eq(client),
+            assertion_jtis::jti.eq(jti),
+            assertion_jtis::expires_at.eq(to_db_time(expires_at)),
+        ))
+        .execute(conn)?;
+    Ok(true)
+}
+
+/// Another replica recorded the same jti between our read and our insert: a replay.
+fn race_is_replay(result: Result<bool, RepositoryError>) -> Result<bool, RepositoryError> {
+    match result {
+        Err(RepositoryError::Unavailable(cause))
+            if matches!(
+                cause.downcast_ref::<DieselError>(),
+                Some(DieselError::DatabaseError(
+                    DatabaseErrorKind::UniqueViolation,
+                    _
+                ))
+            ) =>
+        {
+            Ok(false)
+        }
+        other => other,
+    }
+}
+
 impl ReplayCache for Database {
     fn remember(
         &self,
@@ -190,43 +238,7 @@ impl ReplayCache for Database {
         expires_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<bool, RepositoryError> {
-        let result = self.write(|conn| {
-            let existing: Option<NaiveDateTime> = assertion_jtis::table
-                .find((client, jti))
-                .select(assertion_jtis::expires_at)
-                .first(conn)
-                .optional()?;
-            match existing {
-                Some(until) if until > to_db_time(now) => return Ok(false),
-                Some(_) => {
-                    diesel::delete(assertion_jtis::table.find((client, jti))).execute(conn)?;
-                }
-                None => {}
-            }
-            diesel::insert_into(assertion_jtis::table)
-                .values((
-                    assertion_jtis::client_id.eq(client),
-                    assertion_jtis::jti.eq(jti),
-                    assertion_jtis::expires_at.eq(to_db_time(expires_at)),
-                ))
-                .execute(conn)?;
-            Ok(true)
-        });
-        match result {
-            // Another replica recorded the same jti between our read and our insert.
-            Err(RepositoryError::Unavailable(cause))
-                if matches!(
-                    cause.downcast_ref::<DieselError>(),
-                    Some(DieselError::DatabaseError(
-                        DatabaseErrorKind::UniqueViolation,
-                        _
-                    ))
-                ) =>
-            {
-                Ok(false)
-            }
-            other => other,
-        }
+        race_is_replay(self.write(|conn| remember_jti(conn, client, jti, expires_at, now)))
     }
 
     fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, RepositoryError> {
@@ -236,6 +248,29 @@ impl ReplayCache for Database {
             )
             .execute(conn)?)
         })
+    }
+
+    fn record_issuance(
+        &self,
+        client: &str,
+        jti: &str,
+        expires_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        key: Option<(OrganisationId, &str)>,
+        event: &NewAuditEvent,
+    ) -> Result<bool, RepositoryError> {
+        race_is_replay(self.write(|conn| {
+            if !remember_jti(conn, client, jti, expires_at, now)? {
+                return Ok(false);
+            }
+            if let Some((organisation, kid)) = key {
+                diesel::update(partner_keys::table.find((organisation.to_string(), kid)))
+                    .set(partner_keys::last_used_at.eq(Some(to_db_time(now))))
+                    .execute(conn)?;
+            }
+            append_event(conn, event)?;
+            Ok(true)
+        }))
     }
 }
 

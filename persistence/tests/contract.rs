@@ -380,3 +380,27 @@ backend_tests! {
         assert_eq!(rest.iter().map(|o| o.id).collect::<Vec<_>>(), ids[3..]);
     }
 }
+
+backend_tests! {
+    fn issuance_records_jti_key_use_and_event_together(backend) {
+        use gateway_domain::{PartnerKeyRepository, ReplayCache};
+        let test = TestDatabase::new(backend);
+        let db = test.open();
+        let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+        let t0 = now();
+        db.replace_keys(org.id, &[partner_key("k1", "AAA", t0)], &event(AuditAction::KeysReplaced, Some(org.id))).unwrap();
+        let events_before = audit_count(&db);
+        let issued = event(AuditAction::TokenIssued, Some(org.id));
+        let until = t0 + Duration::seconds(60);
+        let client = org.id.to_string();
+        assert!(db.record_issuance(&client, "j1", until, t0, Some((org.id, "k1")), &issued).unwrap());
+        assert_eq!(db.find_key(org.id, "k1").unwrap().unwrap().last_used_at, Some(t0));
+        assert_eq!(audit_count(&db), events_before + 1);
+        // A replay changes nothing: no event, no key use.
+        let later = t0 + Duration::seconds(5);
+        assert!(!db.record_issuance(&client, "j1", until, later, Some((org.id, "k1")), &issued).unwrap());
+        assert_eq!(db.find_key(org.id, "k1").unwrap().unwrap().last_used_at, Some(t0));
+        assert_eq!(audit_count(&db), events_before + 1);
+        assert!(!db.remember(&client, "j1", until, later).unwrap());
+    }
+}

@@ -8,7 +8,9 @@ use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpMessage, HttpRequest, HttpResponse};
 use gateway_domain::{Actor, AuditAction, NewAuditEvent, OrganisationId, Scope};
 
-use crate::auth::assertion::{self, Rejection, ASSERTION_TYPE};
+use chrono::{DateTime, Utc};
+
+use crate::auth::assertion::{self, Rejection, VerifiedAssertion, ASSERTION_TYPE};
 use crate::dto::{
     AuthorizationServerMetadata, JwksResponse, OAuthErrorResponse, TokenRequest, TokenResponse,
 };
@@ -86,6 +88,92 @@ impl From<gateway_domain::RepositoryError> for Failure {
     }
 }
 
+/// A client authenticated by its assertion, with the scopes it gets.
+struct Authenticated {
+    assertion: VerifiedAssertion,
+    scopes: Vec<Scope>,
+    /// The organisation whose key signed (`None` for the publisher).
+    organisation: Option<OrganisationId>,
+}
+
+/// Checks the request and the assertion and works out the scopes; writes nothing.
+fn authenticate(
+    state: &AppState,
+    params: &HashMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<Authenticated, Failure> {
+    let grant = required(params, "grant_type")?;
+    if grant != "client_credentials" {
+        return Err(Rejection::UnsupportedGrantType(format!(
+            "grant_type {grant} is not supported: use client_credentials"
+        ))
+        .into());
+    }
+    if required(params, "client_assertion_type")? != ASSERTION_TYPE {
+        return Err(Rejection::InvalidClient(format!(
+            "client_assertion_type must be {ASSERTION_TYPE}"
+        ))
+        .into());
+    }
+    let jwt = required(params, "client_assertion")?;
+    let publisher = |client: &str| state.publisher.as_ref().filter(|p| p.client_id == client);
+    let mut lookup_error = None;
+    let verified = assertion::verify(jwt, &state.auth.assertion, now, |client, kid| {
+        if let Some(publisher) = publisher(client) {
+            return Ok(publisher.keys.iter().find(|k| k.kid == kid).cloned());
+        }
+        let Ok(id) = uuid::Uuid::parse_str(client) else {
+            return Ok(None);
+        };
+        state
+            .keys
+            .find_key(OrganisationId::from_uuid(id), kid)
+            .map_err(|e| {
+                lookup_error = Some(e);
+                Rejection::InvalidClient("keys could not be checked".to_owned())
+            })
+    });
+    if let Some(error) = lookup_error {
+        // Storage failed: not the client's fault.
+        return Err(Failure::Storage(error));
+    }
+    let verified = verified?;
+    let (allowed, organisation) = match publisher(&verified.client) {
+        Some(_) => (vec![Scope::DirectoryWrite, Scope::CalendarWrite], None),
+        // Data scopes come only from approved agreements.
+        None => (
+            vec![Scope::OrganisationManage],
+            uuid::Uuid::parse_str(&verified.client)
+                .ok()
+                .map(OrganisationId::from_uuid),
+        ),
+    };
+    let scopes = match params.get("scope") {
+        None => allowed,
+        Some(raw) => {
+            let asked = Scope::parse_list(raw).map_err(|unknown| {
+                Rejection::InvalidScope(format!("unknown scope(s): {}", unknown.join(" ")))
+            })?;
+            if let Some(extra) = asked.iter().find(|s| !allowed.contains(s)) {
+                return Err(Rejection::InvalidScope(format!(
+                    "scope {extra} is not granted to this client"
+                ))
+                .into());
+            }
+            if asked.is_empty() {
+                allowed
+            } else {
+                asked
+            }
+        }
+    };
+    Ok(Authenticated {
+        assertion: verified,
+        scopes,
+        organisation,
+    })
+}
+
 /// The outcome of a token request, decided on a blocking thread (database and crypto).
 fn decide(
     state: &AppState,
@@ -93,7 +181,7 @@ fn decide(
     request_id: Option<String>,
 ) -> Result<Result<TokenResponse, Rejection>, ApiError> {
     let now = state.clock.now();
-    let audit = |action: AuditAction, actor: Actor, details: serde_json::Value| NewAuditEvent {
+    let event = |action: AuditAction, actor: Actor, details: serde_json::Value| NewAuditEvent {
         occurred_at: now,
         actor,
         action,
@@ -105,130 +193,59 @@ fn decide(
         request_id: request_id.clone(),
         details,
     };
-    let outcome = (|| -> Result<(String, Vec<Scope>, String), Failure> {
-        let grant = required(params, "grant_type")?;
-        if grant != "client_credentials" {
-            return Err(Rejection::UnsupportedGrantType(format!(
-                "grant_type {grant} is not supported: use client_credentials"
-            ))
-            .into());
-        }
-        let kind = required(params, "client_assertion_type")?;
-        if kind != ASSERTION_TYPE {
-            return Err(Rejection::InvalidClient(format!(
-                "client_assertion_type must be {ASSERTION_TYPE}"
-            ))
-            .into());
-        }
-        let jwt = required(params, "client_assertion")?;
-        let mut lookup_error = None;
-        let verified = assertion::verify(jwt, &state.auth.assertion, now, |client, kid| {
-            if let Some(publisher) = state.publisher.as_ref().filter(|p| p.client_id == client) {
-                return Ok(publisher.keys.iter().find(|k| k.kid == kid).cloned());
-            }
-            let Ok(id) = uuid::Uuid::parse_str(client) else {
-                return Ok(None);
-            };
-            state
-                .keys
-                .find_key(OrganisationId::from_uuid(id), kid)
-                .map_err(|e| {
-                    let rejection =
-                        Rejection::InvalidClient("keys could not be checked".to_owned());
-                    lookup_error = Some(e);
-                    rejection
-                })
-        });
-        if let Some(error) = lookup_error {
-            // Storage failed: not the client's fault.
-            return Err(Failure::Storage(error));
-        }
-        let verified = verified?;
-        if !state
-            .replay
-            .remember(&verified.client, &verified.jti, verified.expires_at, now)?
-        {
-            return Err(Rejection::InvalidGrant(
-                "this client_assertion (jti) was already used".to_owned(),
-            )
-            .into());
-        }
-        let (allowed, subject_is_publisher) = match state
-            .publisher
-            .as_ref()
-            .filter(|p| p.client_id == verified.client)
-        {
-            Some(_) => (vec![Scope::DirectoryWrite, Scope::CalendarWrite], true),
-            // Data scopes come only from approved agreements.
-            None => (vec![Scope::OrganisationManage], false),
-        };
-        let scopes = match params.get("scope") {
-            None => allowed.clone(),
-            Some(raw) => {
-                let asked = Scope::parse_list(raw).map_err(|unknown| {
-                    Rejection::InvalidScope(format!("unknown scope(s): {}", unknown.join(" ")))
-                })?;
-                if let Some(extra) = asked.iter().find(|s| !allowed.contains(s)) {
-                    return Err(Rejection::InvalidScope(format!(
-                        "scope {extra} is not granted to this client"
-                    ))
-                    .into());
-                }
-                if asked.is_empty() {
-                    allowed.clone()
-                } else {
-                    asked
-                }
-            }
-        };
-        if !subject_is_publisher {
-            if let Ok(id) = uuid::Uuid::parse_str(&verified.client) {
-                state
-                    .keys
-                    .mark_key_used(OrganisationId::from_uuid(id), &verified.kid, now)?;
-            }
-        }
-        Ok((verified.client, scopes, verified.kid))
-    })();
-    let claimed = params
-        .get("client_assertion")
-        .and_then(|a| assertion::claimed_client(a));
-    match outcome {
-        Err(Failure::Storage(error)) => Err(error.into()),
-        Err(Failure::Refused(rejection)) => {
-            let event = audit(
-                AuditAction::AssertionRejected,
-                Actor::Anonymous,
-                serde_json::json!({ "client_id": claimed, "error": rejection.code(), "reason": rejection.description() }),
-            );
-            state.audit.append(&event)?;
-            Ok(Err(rejection))
-        }
-        Ok((client, scopes, kid)) => {
-            let (access_token, claims) = state
-                .signing
-                .issue(&client, &scopes, state.auth.access_token_lifetime)
-                .map_err(|e| ApiError::Internal(e.into()))?;
-            let actor = match state.publisher.as_ref().filter(|p| p.client_id == client) {
-                Some(p) => Actor::Publisher(p.client_id.clone()),
-                None => uuid::Uuid::parse_str(&client)
-                    .map(|id| Actor::Organisation(OrganisationId::from_uuid(id)))
-                    .unwrap_or(Actor::Anonymous),
-            };
-            let event = audit(
-                AuditAction::TokenIssued,
-                actor,
-                serde_json::json!({ "client_id": client, "scope": claims.scope, "token_jti": claims.jti, "expires_at": claims.exp, "assertion_kid": kid }),
-            );
-            state.audit.append(&event)?;
-            Ok(Ok(TokenResponse {
-                access_token,
-                token_type: "Bearer".to_owned(),
-                expires_in: u64::try_from(claims.exp - claims.iat).unwrap_or(0),
-                scope: claims.scope,
-            }))
-        }
+    let refuse = |rejection: Rejection| -> Result<Result<TokenResponse, Rejection>, ApiError> {
+        let claimed = params
+            .get("client_assertion")
+            .and_then(|a| assertion::claimed_client(a));
+        state.audit.append(&event(
+            AuditAction::AssertionRejected,
+            Actor::Anonymous,
+            serde_json::json!({ "client_id": claimed, "error": rejection.code(), "reason": rejection.description() }),
+        ))?;
+        Ok(Err(rejection))
+    };
+    let client = match authenticate(state, params, now) {
+        Ok(client) => client,
+        Err(Failure::Storage(error)) => return Err(error.into()),
+        Err(Failure::Refused(rejection)) => return refuse(rejection),
+    };
+    let subject = &client.assertion.client;
+    let (access_token, claims) = state
+        .signing
+        .issue(subject, &client.scopes, state.auth.access_token_lifetime)
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let actor = match client.organisation {
+        Some(id) => Actor::Organisation(id),
+        None => Actor::Publisher(subject.clone()),
+    };
+    let issued = event(
+        AuditAction::TokenIssued,
+        actor,
+        serde_json::json!({ "client_id": subject, "scope": claims.scope, "token_jti": claims.jti, "expires_at": claims.exp, "assertion_kid": client.assertion.kid }),
+    );
+    // The replay check, the key's last use and the audit record commit together: one
+    // transaction per token.
+    let fresh = state.replay.record_issuance(
+        subject,
+        &client.assertion.jti,
+        client.assertion.expires_at,
+        now,
+        client
+            .organisation
+            .map(|id| (id, client.assertion.kid.as_str())),
+        &issued,
+    )?;
+    if !fresh {
+        return refuse(Rejection::InvalidGrant(
+            "this client_assertion (jti) was already used".to_owned(),
+        ));
     }
+    Ok(Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer".to_owned(),
+        expires_in: u64::try_from(claims.exp - claims.iat).unwrap_or(0),
+        scope: claims.scope,
+    }))
 }
 
 /// Get an access token (client credentials, authenticated with a signed JWT).
