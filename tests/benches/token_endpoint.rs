@@ -160,7 +160,7 @@ async fn main() {
 
     // Sign the assertions up front, so the load generator spends its CPU on sending.
     let aud = format!("{base}/oauth2/token");
-    let budget = 4000 * seconds as usize;
+    let budget = 8000 * seconds as usize;
     println!("\nsigning {budget} assertions for the load...");
     let assertions: Arc<Vec<String>> = Arc::new(
         (0..budget)
