@@ -9,24 +9,27 @@ use crate::error::TxError;
 use crate::models::{AuditRow, NewAuditRow};
 use crate::schema::audit_events;
 
-pub(crate) fn append_event(
-    conn: &mut DbConnection,
-    event: &NewAuditEvent,
-) -> Result<AuditEvent, TxError> {
-    let row = NewAuditRow::from_event(event);
+/// Inserts `event` as part of the caller's transaction.
+pub(crate) fn append_event(conn: &mut DbConnection, event: &NewAuditEvent) -> Result<(), TxError> {
     diesel::insert_into(audit_events::table)
-        .values(&row)
+        .values(NewAuditRow::from_event(event))
         .execute(conn)?;
-    let stored: AuditRow = audit_events::table
-        .filter(audit_events::id.eq(&row.id))
-        .select(AuditRow::as_select())
-        .first(conn)?;
-    Ok(AuditEvent::try_from(stored)?)
+    Ok(())
 }
 
 impl AuditRepository for Database {
     fn append(&self, event: &NewAuditEvent) -> Result<AuditEvent, RepositoryError> {
-        self.write(|conn| append_event(conn, event))
+        self.write(|conn| {
+            let row = NewAuditRow::from_event(event);
+            diesel::insert_into(audit_events::table)
+                .values(&row)
+                .execute(conn)?;
+            let stored: AuditRow = audit_events::table
+                .filter(audit_events::id.eq(&row.id))
+                .select(AuditRow::as_select())
+                .first(conn)?;
+            Ok(AuditEvent::try_from(stored)?)
+        })
     }
 
     fn list_events(&self, after: i64, limit: i64) -> Result<Vec<AuditEvent>, RepositoryError> {

@@ -209,6 +209,16 @@ impl Database {
         DbConnection::transaction(&mut conn, f).map_err(into_repository_error)
     }
 
+    /// Runs one statement outside an explicit transaction (a single read is atomic anyway),
+    /// saving the BEGIN/COMMIT round trips on hot paths.
+    pub(crate) fn single<T>(
+        &self,
+        f: impl FnOnce(&mut DbConnection) -> Result<T, TxError>,
+    ) -> Result<T, RepositoryError> {
+        let mut conn = self.pool.get().map_err(unavailable)?;
+        f(&mut conn).map_err(into_repository_error)
+    }
+
     /// Runs `f` in a write transaction: all of it commits, or none of it.
     pub(crate) fn write<T>(
         &self,
@@ -229,7 +239,7 @@ fn into_repository_error(error: TxError) -> RepositoryError {
 
 impl HealthCheck for Database {
     fn ping(&self) -> Result<(), RepositoryError> {
-        self.read(|conn| {
+        self.single(|conn| {
             diesel::sql_query("SELECT 1").execute(conn)?;
             Ok(())
         })

@@ -128,7 +128,7 @@ impl PartnerKeyRepository for Database {
         organisation: OrganisationId,
         kid: &str,
     ) -> Result<Option<PartnerKey>, RepositoryError> {
-        let row: Option<PartnerKeyRow> = self.read(|conn| {
+        let row: Option<PartnerKeyRow> = self.single(|conn| {
             Ok(partner_keys::table
                 .find((organisation.to_string(), kid))
                 .select(PartnerKeyRow::as_select())

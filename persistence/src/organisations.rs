@@ -216,7 +216,7 @@ impl OrganisationRepository for Database {
     }
 
     fn find_credential(&self, selector: &str) -> Result<Option<StoredCredential>, RepositoryError> {
-        let row = self.read(|conn| {
+        let row = self.single(|conn| {
             Ok(registration_credentials::table
                 .find(selector)
                 .select(CredentialRow::as_select())
