@@ -170,6 +170,9 @@ impl std::fmt::Debug for SigningKeys {
     }
 }
 
+/// The least time between reloads caused by a token naming an unknown `kid`.
+const UNKNOWN_KID_RELOAD_GAP: StdDuration = StdDuration::from_secs(1);
+
 /// How often a replica re-reads the key set even without an unknown `kid`.
 const RELOAD_EVERY: StdDuration = StdDuration::from_secs(60);
 
@@ -336,7 +339,16 @@ impl SigningKeys {
         let result = match attempt() {
             Some(result) => result,
             None => {
-                // Perhaps another replica rotated: look again once.
+                // Perhaps another replica rotated: look again, but at most once a second, so
+                // tokens naming made-up kids cannot turn into a query each.
+                let recently = self
+                    .keys
+                    .read()
+                    .map(|k| k.1.elapsed() < UNKNOWN_KID_RELOAD_GAP)
+                    .unwrap_or(false);
+                if recently {
+                    return None;
+                }
                 self.reload().ok()?;
                 attempt()?
             }
