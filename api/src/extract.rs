@@ -257,9 +257,9 @@ impl FromRequest for OrganisationCaller {
                     _ => Err(ApiError::Unauthorized("invalid bearer token")),
                 };
             }
-            let claims = state
-                .signing
-                .verify(&token)
+            let signing = state.signing.clone();
+            let claims = web::block(move || signing.verify(&token))
+                .await?
                 .ok_or(ApiError::Unauthorized("invalid bearer token"))?;
             if !claims.scopes().contains(&Scope::OrganisationManage) {
                 return Err(ApiError::Forbidden(

@@ -90,11 +90,24 @@ impl PartnerKeyRepository for Database {
     ) -> Result<Vec<PartnerKey>, RepositoryError> {
         let id = organisation.to_string();
         self.write(|conn| {
-            let exists: i64 = organisations::table
-                .filter(organisations::id.eq(&id))
-                .count()
-                .get_result(conn)?;
-            if exists == 0 {
+            // Concurrent replacements of one organisation's keys take turns: lock its row
+            // (PostgreSQL; SQLite writers are already serialised).
+            let exists = match conn {
+                crate::DbConnection::Postgres(c) => organisations::table
+                    .find(&id)
+                    .select(organisations::id)
+                    .for_update()
+                    .first::<String>(c)
+                    .optional()?
+                    .is_some(),
+                crate::DbConnection::Sqlite(c) => organisations::table
+                    .find(&id)
+                    .select(organisations::id)
+                    .first::<String>(c)
+                    .optional()?
+                    .is_some(),
+            };
+            if !exists {
                 return Err(RepositoryError::NotFound.into());
             }
             let current = load_keys(conn, &id)?;

@@ -404,3 +404,28 @@ backend_tests! {
         assert!(!db.remember(&client, "j1", until, later).unwrap());
     }
 }
+
+backend_tests! {
+    fn concurrent_key_replacements_all_succeed(backend) {
+        use gateway_domain::PartnerKeyRepository;
+        let test = TestDatabase::new(backend);
+        let db = Arc::new(test.open());
+        let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+        let barrier = Arc::new(Barrier::new(4));
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let (db, barrier) = (db.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let keys = [partner_key("shared", "AAA", now()), partner_key(&format!("k{i}"), "BBB", now())];
+                    db.replace_keys(org.id, &keys, &event(AuditAction::KeysReplaced, Some(org.id)))
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap().unwrap();
+        }
+        // The last writer's set stands whole.
+        assert_eq!(db.list_keys(org.id).unwrap().len(), 2);
+    }
+}

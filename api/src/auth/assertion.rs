@@ -66,6 +66,8 @@ pub struct VerifiedAssertion {
     pub client: String,
     pub kid: String,
     pub jti: String,
+    /// The last moment this assertion is accepted (`exp` plus the allowed skew): how long the
+    /// replay cache must remember its `jti`.
     pub expires_at: DateTime<Utc>,
 }
 
@@ -184,6 +186,7 @@ pub fn verify(
         client,
         kid,
         jti,
-        expires_at,
+        // Accepted until exp + skew, so the replay cache must hold the jti that long too.
+        expires_at: expires_at + Duration::seconds(i64::try_from(rules.skew_seconds).unwrap_or(0)),
     })
 }

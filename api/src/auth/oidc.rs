@@ -160,7 +160,10 @@ impl Oidc {
             .set_pkce_verifier(PkceCodeVerifier::new(login.pkce_verifier.clone()))
             .request_async(&self.http)
             .await
-            .map_err(|e| OidcError::Rejected(format!("the provider refused the code: {e}")))?;
+            .map_err(|e| match e {
+                openidconnect::RequestTokenError::Request(error) => unavailable(error),
+                other => OidcError::Rejected(format!("the provider refused the code: {other}")),
+            })?;
         let id_token = response
             .id_token()
             .ok_or_else(|| OidcError::Rejected("the provider returned no ID token".to_owned()))?;
@@ -219,7 +222,10 @@ impl Oidc {
         {
             let cache = self.keys.read().await;
             if let Some(at) = cache.fetched {
-                if !force || at.elapsed() < JWKS_MIN_REFRESH {
+                let too_soon = at.elapsed() < JWKS_MIN_REFRESH;
+                let fresh = at.elapsed() < METADATA_TTL;
+                // Keys the provider dropped must stop working: refetch by age as well.
+                if too_soon || (!force && fresh) {
                     return Ok(());
                 }
             }
@@ -270,7 +276,13 @@ impl Oidc {
         let kid = header
             .kid
             .ok_or_else(|| OidcError::Rejected("the token names no key".to_owned()))?;
-        self.refresh_keys(false).await?;
+        if let Err(error) = self.refresh_keys(false).await {
+            // A failed refresh by age keeps the cached keys; with none cached, give up.
+            if self.keys.read().await.keys.is_empty() {
+                return Err(error);
+            }
+            tracing::warn!(error = %error, "refreshing the identity provider's keys failed; using the cached ones");
+        }
         if !self.keys.read().await.keys.contains_key(&kid) {
             self.refresh_keys(true).await?;
         }

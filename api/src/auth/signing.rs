@@ -190,7 +190,9 @@ impl SigningKeys {
             keys: RwLock::new((Vec::new(), Instant::now())),
         };
         if this.repo.signing_keys()?.is_empty() {
-            this.add_key(Utc::now(), Duration::zero(), Actor::System)?;
+            // Two replicas starting at once may both create a key; the overlap keeps the one
+            // that loses published for longer than any token it signed.
+            this.add_key(Utc::now(), Duration::hours(1), Actor::System)?;
         }
         this.reload()?;
         Ok(this)
@@ -317,7 +319,8 @@ impl SigningKeys {
         Ok((token, claims))
     }
 
-    /// Verifies a gateway access token: our signature, issuer, audience, expiry.
+    /// Verifies a gateway access token: our signature, issuer, audience, expiry. May read the
+    /// database (key reloads): call it from a blocking context.
     pub fn verify(&self, token: &str) -> Option<AccessClaims> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         if header.alg != Algorithm::EdDSA {
@@ -329,11 +332,14 @@ impl SigningKeys {
         validation.set_audience(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = 5;
+        self.reload_if_stale();
+        let now = Utc::now();
         let attempt = || {
             let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+            // A retired key verifies nothing, even while still cached.
             keys.0
                 .iter()
-                .find(|k| k.kid == kid)
+                .find(|k| k.kid == kid && k.retire_after.is_none_or(|t| t > now))
                 .map(|k| jsonwebtoken::decode::<AccessClaims>(token, &k.decoding, &validation))
         };
         let result = match attempt() {

@@ -70,6 +70,9 @@ fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a s
         .ok_or_else(|| Rejection::InvalidRequest(format!("{name} is required")))
 }
 
+/// How much of an unauthenticated caller's input goes into the audit trail.
+const MAX_AUDITED_INPUT: usize = 256;
+
 /// Why a token request did not succeed: the client's fault, or ours.
 enum Failure {
     Refused(Rejection),
@@ -194,9 +197,11 @@ fn decide(
         details,
     };
     let refuse = |rejection: Rejection| -> Result<Result<TokenResponse, Rejection>, ApiError> {
+        // The claimed client id is unverified input: keep only a bounded prefix.
         let claimed = params
             .get("client_assertion")
-            .and_then(|a| assertion::claimed_client(a));
+            .and_then(|a| assertion::claimed_client(a))
+            .map(|c| c.chars().take(MAX_AUDITED_INPUT).collect::<String>());
         state.audit.append(&event(
             AuditAction::AssertionRejected,
             Actor::Anonymous,

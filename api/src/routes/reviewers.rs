@@ -103,9 +103,11 @@ pub async fn callback(
     let (Some(pending), Some(code), Some(returned_state)) =
         (pending, query.code.as_deref(), query.state.as_deref())
     else {
+        // The provider's error code is outside input: keep a bounded prefix.
         let reason = query
             .error
-            .clone()
+            .as_deref()
+            .map(|e| e.chars().take(256).collect::<String>())
             .unwrap_or_else(|| "no login in progress, or code/state missing".to_owned());
         failed(&reason).await?;
         return Err(ApiError::Unauthorized(

@@ -129,6 +129,11 @@ e2e_tests! {
         let once = sign(&key, &good());
         app.request_token(&once, None).await.unwrap();
         assert_eq!(oauth_error(app.request_token(&once, None).await), (400, "invalid_grant".to_owned()));
+        // Also inside the clock-skew window after exp: the cache holds the jti as long as the
+        // assertion is accepted.
+        let just_expired = sign(&key, &with(&|c| c["exp"] = json!(now - 5)));
+        app.request_token(&just_expired, None).await.unwrap();
+        assert_eq!(oauth_error(app.request_token(&just_expired, None).await), (400, "invalid_grant".to_owned()));
 
         let rejected: Vec<(&str, String)> = vec![
             ("exp too far ahead", sign(&key, &with(&|c| c["exp"] = json!(now + 3600)))),
