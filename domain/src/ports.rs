@@ -136,13 +136,6 @@ pub trait PartnerKeyRepository: Send + Sync {
         kid: &str,
     ) -> Result<Option<PartnerKey>, RepositoryError>;
 
-    fn mark_key_used(
-        &self,
-        organisation: OrganisationId,
-        kid: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), RepositoryError>;
-
     /// Every organisation's keys (for maintenance).
     fn all_keys(&self) -> Result<Vec<(OrganisationId, PartnerKey)>, RepositoryError>;
 

@@ -151,20 +151,6 @@ impl PartnerKeyRepository for Database {
         row.map(|r| r.into_entity().map(|(_, key)| key)).transpose()
     }
 
-    fn mark_key_used(
-        &self,
-        organisation: OrganisationId,
-        kid: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), RepositoryError> {
-        self.write(|conn| {
-            diesel::update(partner_keys::table.find((organisation.to_string(), kid)))
-                .set(partner_keys::last_used_at.eq(Some(to_db_time(at))))
-                .execute(conn)?;
-            Ok(())
-        })
-    }
-
     fn all_keys(&self) -> Result<Vec<(OrganisationId, PartnerKey)>, RepositoryError> {
         let rows: Vec<PartnerKeyRow> = self.read(|conn| {
             Ok(partner_keys::table

@@ -294,7 +294,12 @@ backend_tests! {
         let stored = db.replace_keys(org.id, &[partner_key("k1", "AAA", t0), partner_key("k2", "BBB", t0)], &event).unwrap();
         assert_eq!(stored.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), ["k1", "k2"]);
         let used_at = t0 + Duration::seconds(5);
-        db.mark_key_used(org.id, "k1", used_at).unwrap();
+        // Keys are marked used when a token is issued with them.
+        use gateway_domain::ReplayCache;
+        let issued = NewAuditEvent { action: AuditAction::TokenIssued, ..event.clone() };
+        assert!(db
+            .record_issuance(&org.id.to_string(), "jti-history", used_at + Duration::seconds(60), used_at, Some((org.id, "k1")), &issued)
+            .unwrap());
 
         // Rotation: keep k1, drop k2, add k3; k1 keeps its history.
         let later = t0 + Duration::seconds(60);
