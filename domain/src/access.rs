@@ -108,6 +108,10 @@ pub struct ReviewerIdentity {
     pub name: Option<String>,
     pub email: Option<String>,
     pub roles: Vec<Role>,
+    /// A person (signed in, or a token from the provider's authorization-code flow), not an
+    /// automation client. Only people change state.
+    #[serde(default)]
+    pub person: bool,
 }
 
 impl ReviewerIdentity {

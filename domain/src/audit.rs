@@ -59,6 +59,20 @@ pub enum AuditAction {
     ReviewerLogin,
     ReviewerLoginFailed,
     SigningKeyRotated,
+    OrganisationRejected,
+    EvidenceSubmitted,
+    EvidenceJudged,
+    AgreementDrafted,
+    AgreementChanged,
+    AgreementSigned,
+    AgreementSubmitted,
+    AgreementChecked,
+    AgreementApproved,
+    AgreementRejected,
+    AgreementSuspended,
+    AgreementReinstated,
+    AgreementRevoked,
+    AgreementExpired,
 }
 
 impl AuditAction {
@@ -74,6 +88,20 @@ impl AuditAction {
             Self::ReviewerLogin => "reviewer.login",
             Self::ReviewerLoginFailed => "reviewer.login_failed",
             Self::SigningKeyRotated => "signing_key.rotated",
+            Self::OrganisationRejected => "organisation.rejected",
+            Self::EvidenceSubmitted => "evidence.submitted",
+            Self::EvidenceJudged => "evidence.judged",
+            Self::AgreementDrafted => "agreement.drafted",
+            Self::AgreementChanged => "agreement.changed",
+            Self::AgreementSigned => "agreement.signed",
+            Self::AgreementSubmitted => "agreement.submitted",
+            Self::AgreementChecked => "agreement.checked",
+            Self::AgreementApproved => "agreement.approved",
+            Self::AgreementRejected => "agreement.rejected",
+            Self::AgreementSuspended => "agreement.suspended",
+            Self::AgreementReinstated => "agreement.reinstated",
+            Self::AgreementRevoked => "agreement.revoked",
+            Self::AgreementExpired => "agreement.expired",
         }
     }
 }

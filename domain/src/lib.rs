@@ -5,35 +5,41 @@
 
 pub mod access;
 pub mod accreditation;
+pub mod agreement;
 pub mod audit;
 pub mod category;
 pub mod clock;
 pub mod contact;
 pub mod dns;
+pub mod evidence;
 pub mod exchange;
 pub mod keys;
 pub mod ods;
 pub mod organisation;
 pub mod ports;
+pub mod services;
 pub mod text;
 pub mod validation;
 
 pub use access::{ReviewerIdentity, Role, Scope};
 pub use accreditation::SecureDomainPattern;
+pub use agreement::{Agreement, AgreementId, AgreementState, Grant};
 pub use audit::{Actor, AuditAction, AuditEvent, NewAuditEvent};
 pub use category::CareCategory;
-pub use clock::{Clock, SystemClock};
+pub use clock::{Clock, FixedClock, SystemClock};
 pub use contact::{Contact, ContactRole, Contacts, EmailAddress};
 pub use dns::EmailDomain;
+pub use evidence::{Evidence, EvidenceId, EvidenceKind};
 pub use exchange::ExchangeVersion;
 pub use keys::{KeyLifecycle, KeyType, PartnerKey};
 pub use ods::OdsCode;
 pub use organisation::{
-    ClaimedDomain, NewOrganisation, Organisation, OrganisationChange, OrganisationId, Version,
+    ClaimedDomain, NewOrganisation, Organisation, OrganisationChange, OrganisationId,
+    OrganisationStatus, Version,
 };
 pub use ports::{
-    AuditRepository, Conflict, CredentialDigest, HealthCheck, OrganisationRepository,
-    PartnerKeyRepository, ReplayCache, RepositoryError, SecureDomainRepository,
-    SigningKeyRepository, StoredCredential, StoredSigningKey,
+    AgreementRepository, AuditRepository, Conflict, CredentialDigest, EvidenceRepository,
+    HealthCheck, OrganisationRepository, PartnerKeyRepository, ReplayCache, RepositoryError,
+    SecureDomainRepository, SigningKeyRepository, StoredCredential, StoredSigningKey,
 };
 pub use validation::{FieldError, ValidationErrors};

@@ -66,9 +66,37 @@ pub struct ClaimedDomain {
     pub accredited: bool,
 }
 
+/// Whether a registration stands. Nothing is deleted to free a name: a rejected registration
+/// stays on record, and its ODS code and domains stop counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OrganisationStatus {
+    Active,
+    Rejected,
+}
+
+impl OrganisationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "active" => Some(Self::Active),
+            "rejected" => Some(Self::Rejected),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Organisation {
     pub id: OrganisationId,
+    pub status: OrganisationStatus,
+    /// Why reviewers rejected the registration.
+    pub status_reason: Option<crate::text::Reason>,
     pub ods_code: OdsCode,
     pub name: OrganisationName,
     pub category: CareCategory,
@@ -393,6 +421,8 @@ mod tests {
         let at = DateTime::<Utc>::UNIX_EPOCH;
         Organisation {
             id: OrganisationId::new(),
+            status: OrganisationStatus::Active,
+            status_reason: None,
             ods_code: new.ods_code,
             name: new.name,
             category: new.category,

@@ -4,8 +4,10 @@
 use chrono::{DateTime, Utc};
 
 use crate::accreditation::SecureDomainPattern;
+use crate::agreement::{Agreement, AgreementId, AgreementState};
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::dns::EmailDomain;
+use crate::evidence::{Evidence, EvidenceId, Verdict};
 use crate::keys::PartnerKey;
 use crate::ods::OdsCode;
 use crate::organisation::{NewOrganisation, Organisation, OrganisationId, Version};
@@ -17,6 +19,9 @@ pub enum Conflict {
     DomainTaken(EmailDomain),
     #[error("an organisation with ODS code {0} is already registered")]
     OdsCodeTaken(OdsCode),
+    /// A unique constraint of the store, by name, that no more specific rule explains.
+    #[error("the write breaks the unique constraint {constraint}")]
+    Unique { constraint: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,9 +33,14 @@ pub enum RepositoryError {
     VersionMismatch { current: Version },
     #[error(transparent)]
     Conflict(#[from] Conflict),
-    /// The store could not be reached or failed; the cause is for logs only.
+    /// The store could not be reached, or stayed busy after bounded retries (pool or
+    /// connection failure, lock timeout, serialisation failure, deadlock): worth retrying
+    /// later. The cause is for logs only.
     #[error("storage unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The store refused the statement for a reason retrying will not fix (a bug).
+    #[error("storage failed")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Stored data no longer passes the domain's rules: a bug or a manual edit.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
@@ -109,6 +119,86 @@ pub trait AuditRepository: Send + Sync {
 
     /// Events with `seq > after`, oldest first, at most `limit`.
     fn list_events(&self, after: i64, limit: i64) -> Result<Vec<AuditEvent>, RepositoryError>;
+
+    /// The events about one subject, oldest first, at most `limit`.
+    fn events_about(
+        &self,
+        subject_type: &str,
+        subject_id: &str,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, RepositoryError>;
+}
+
+/// Information-governance evidence and its documents. Documents live in the store, so every
+/// replica can serve them.
+pub trait EvidenceRepository: Send + Sync {
+    /// Stores `evidence` with its document bytes (when it has a document), marks each of
+    /// `supersede` as superseded by it, and appends `event`, atomically. MUST return
+    /// `NotFound` for an unknown organisation.
+    fn add_evidence(
+        &self,
+        evidence: &Evidence,
+        document: Option<&[u8]>,
+        supersede: &[EvidenceId],
+        event: &NewAuditEvent,
+    ) -> Result<Evidence, RepositoryError>;
+
+    /// The organisation's evidence, newest first.
+    fn list_evidence(&self, organisation: OrganisationId)
+        -> Result<Vec<Evidence>, RepositoryError>;
+
+    fn get_evidence(&self, id: EvidenceId) -> Result<Option<Evidence>, RepositoryError>;
+
+    /// Records `verdict` on `id`, marks each of `supersede` superseded by it, and appends
+    /// `event`, atomically. A judged item is immutable: MUST return `VersionMismatch` (and
+    /// change nothing) when `id` already has a verdict, `NotFound` when it does not exist.
+    fn judge_evidence(
+        &self,
+        id: EvidenceId,
+        verdict: &Verdict,
+        supersede: &[EvidenceId],
+        event: &NewAuditEvent,
+    ) -> Result<Evidence, RepositoryError>;
+
+    /// The document's bytes, if the item has one.
+    fn document(&self, id: EvidenceId) -> Result<Option<Vec<u8>>, RepositoryError>;
+}
+
+pub trait AgreementRepository: Send + Sync {
+    /// Stores a new agreement and appends `event`, atomically. MUST return `NotFound` for
+    /// an unknown organisation.
+    fn create_agreement(
+        &self,
+        agreement: &Agreement,
+        event: &NewAuditEvent,
+    ) -> Result<Agreement, RepositoryError>;
+
+    fn get_agreement(&self, id: AgreementId) -> Result<Option<Agreement>, RepositoryError>;
+
+    /// The organisation's agreements, newest first.
+    fn list_agreements(
+        &self,
+        organisation: OrganisationId,
+    ) -> Result<Vec<Agreement>, RepositoryError>;
+
+    /// Agreements in `state` (any state when `None`), oldest first, those after `after`, at
+    /// most `limit`.
+    fn list_agreements_by_state(
+        &self,
+        state: Option<AgreementState>,
+        after: Option<AgreementId>,
+        limit: i64,
+    ) -> Result<Vec<Agreement>, RepositoryError>;
+
+    /// Replaces each `(expected, next)` agreement by `next` if its stored version is still
+    /// `expected`, and appends `events`, all or nothing. MUST return `VersionMismatch` (and
+    /// change nothing) when any stored version differs, `NotFound` for an unknown id, and a
+    /// `Conflict` when a second agreement of one organisation would be in force.
+    fn save_agreements(
+        &self,
+        changes: &[(Version, Agreement)],
+        events: &[NewAuditEvent],
+    ) -> Result<(), RepositoryError>;
 }
 
 pub trait HealthCheck: Send + Sync {

@@ -83,6 +83,14 @@ bounded_text_type!(
     PersonName, 1, 200, false
 );
 bounded_text_type!(
+    /// Why a reviewer took an action, or a short description: read by people, bounded.
+    Reason, 1, 2000, true
+);
+bounded_text_type!(
+    /// A short title or job role.
+    ShortText, 1, 200, false
+);
+bounded_text_type!(
     /// Why the organisation needs federation: read by reviewers, so free text, bounded.
     BusinessNeed, 20, 4000, true
 );
