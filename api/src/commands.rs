@@ -52,6 +52,8 @@ pub struct MaintenanceReport {
     pub keys_removed: usize,
     pub replay_entries_purged: usize,
     pub signing_keys_retired: usize,
+    /// Agreement states that time changed, written down with their audit records.
+    pub agreements: gateway_domain::services::review::AgreementMaintenance,
 }
 
 /// Removes partner keys whose countdown reached 0, expired replay-cache entries and retired
@@ -60,7 +62,7 @@ pub fn maintenance(
     settings: &Settings,
     now: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<MaintenanceReport> {
-    let db = open_database(settings)?;
+    let db = std::sync::Arc::new(open_database(settings)?);
     let lifecycle = key_lifecycle(settings);
     let due: Vec<_> = db
         .all_keys()?
@@ -93,7 +95,16 @@ pub fn maintenance(
     } else {
         db.remove_keys(&pairs, &events)?
     };
+    let services = crate::startup::services(
+        db.clone(),
+        std::sync::Arc::new(gateway_domain::FixedClock(now)),
+    );
+    let agreements = services.maintain_agreements(&gateway_domain::services::Context {
+        actor: Actor::System,
+        request_id: None,
+    })?;
     Ok(MaintenanceReport {
+        agreements,
         keys_removed,
         replay_entries_purged: db.purge_expired(now)?,
         signing_keys_retired: db.prune_signing_keys(now)?,
@@ -150,4 +161,71 @@ pub fn import_secure_domains(settings: &Settings, file: &Path) -> anyhow::Result
     };
     let stored = db.replace_secure_domains(&patterns, &event)?;
     Ok(stored)
+}
+
+/// Verifies an agreement's stored signature offline (no database): the detached JWS over the
+/// stored payload with the stored public JWK. Returns a one-line summary, or why it fails.
+pub fn verify_agreement(file: &Path) -> anyhow::Result<String> {
+    use gateway_domain::keys::{KeyType, PartnerKey};
+    use gateway_domain::services::SignatureScheme;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let agreement: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    let agreement = agreement.get("agreement").unwrap_or(&agreement);
+    let signature = agreement
+        .get("signature")
+        .filter(|s| !s.is_null())
+        .context("the agreement has no signature")?;
+    let field = |name: &str| {
+        signature
+            .get(name)
+            .and_then(serde_json::Value::as_str)
+            .with_context(|| format!("signature.{name} is missing"))
+    };
+    let (jws, payload, kid, alg) = (
+        field("jws")?,
+        field("payload")?,
+        field("kid")?,
+        field("alg")?,
+    );
+    let jwk = signature
+        .get("jwk")
+        .cloned()
+        .context("signature.jwk is missing")?;
+    let key_type = jwk
+        .get("kty")
+        .and_then(serde_json::Value::as_str)
+        .and_then(KeyType::parse)
+        .context("signature.jwk has an unsupported kty")?;
+    let key = PartnerKey {
+        kid: kid.to_owned(),
+        key_type,
+        alg: Some(alg.to_owned()),
+        jwk,
+        added_at: chrono::Utc::now(),
+        last_used_at: None,
+    };
+    let scheme = crate::auth::detached::JoseSignatures;
+    scheme
+        .verify_detached(jws, payload.as_bytes(), std::slice::from_ref(&key))
+        .map_err(|why| anyhow::anyhow!("the signature does NOT verify: {why}"))?;
+    let document: serde_json::Value =
+        serde_json::from_str(payload).context("the signed payload is not JSON")?;
+    let canonical = scheme
+        .canonicalise(&document)
+        .map_err(|e| anyhow::anyhow!("the payload cannot be canonicalised: {e}"))?;
+    anyhow::ensure!(
+        canonical == payload,
+        "the signed payload is not in RFC 8785 canonical form"
+    );
+    Ok(format!(
+        "valid: {alg} signature by key {kid} over {} bytes (sha-256 {}) for agreement {}",
+        payload.len(),
+        crate::credentials::sha256_hex(payload.as_bytes()),
+        document
+            .get("agreement_id")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("?")
+    ))
 }

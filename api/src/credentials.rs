@@ -32,14 +32,15 @@ pub fn mint() -> MintedToken {
     MintedToken {
         token: SecretString::from(format!("{PREFIX}{selector}.{secret}")),
         digest: CredentialDigest {
-            secret_sha256: sha256_hex(&secret),
+            secret_sha256: sha256_hex(secret.as_bytes()),
             selector,
         },
     }
 }
 
-fn sha256_hex(secret: &str) -> String {
-    Sha256::digest(secret.as_bytes())
+/// Hex SHA-256 of `bytes`.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
@@ -69,7 +70,7 @@ impl PresentedToken {
 
     /// Whether this token's secret hashes to `stored_sha256`, compared in constant time.
     pub fn matches(&self, stored_sha256: &str) -> bool {
-        let presented = sha256_hex(self.secret.expose_secret());
+        let presented = sha256_hex(self.secret.expose_secret().as_bytes());
         presented.as_bytes().ct_eq(stored_sha256.as_bytes()).into()
     }
 }

@@ -6,6 +6,7 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
+use gateway_domain::services::{Refusal, RefusalKind, ServiceError};
 use gateway_domain::{Conflict, RepositoryError, ValidationErrors};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -50,6 +51,18 @@ pub struct FieldProblem {
     pub message: String,
 }
 
+/// Domain field errors as sent.
+pub(crate) fn field_problems(errors: &[gateway_domain::FieldError]) -> Vec<FieldProblem> {
+    errors
+        .iter()
+        .map(|e| FieldProblem {
+            field: e.field.clone(),
+            rule: e.rule.to_owned(),
+            message: e.message.clone(),
+        })
+        .collect()
+}
+
 /// The kinds of problem, by their stable slugs (the last segment of each problem's `type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "kebab-case")]
@@ -64,15 +77,52 @@ pub enum ProblemKind {
     MethodNotAllowed,
     DomainTaken,
     OdsCodeTaken,
+    Conflict,
     PreconditionFailed,
     PreconditionRequired,
     RateLimited,
     ServiceUnavailable,
     InternalError,
+    InvalidTransition,
+    PreconditionsUnmet,
+    PersonRequired,
+    RoleRequired,
+    SignatureInvalid,
+    NotADraft,
+    EvidenceAlreadyJudged,
+    RegistrationNotRejectable,
+    OrganisationRejected,
+    DocumentNotPdf,
+    CsrfRejected,
+    GrantInactive,
+}
+
+/// What a problem kind says about itself: one row of the table below.
+#[derive(Debug, Clone, Copy)]
+pub struct ProblemInfo {
+    pub slug: &'static str,
+    pub status: StatusCode,
+    pub title: &'static str,
+    /// A longer explanation, served at the type URI.
+    pub description: &'static str,
+}
+
+const fn info(
+    slug: &'static str,
+    status: StatusCode,
+    title: &'static str,
+    description: &'static str,
+) -> ProblemInfo {
+    ProblemInfo {
+        slug,
+        status,
+        title,
+        description,
+    }
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 15] = [
+    pub const ALL: [ProblemKind; 28] = [
         Self::MalformedRequest,
         Self::ValidationFailed,
         Self::UnsupportedMediaType,
@@ -83,31 +133,63 @@ impl ProblemKind {
         Self::MethodNotAllowed,
         Self::DomainTaken,
         Self::OdsCodeTaken,
+        Self::Conflict,
         Self::PreconditionFailed,
         Self::PreconditionRequired,
         Self::RateLimited,
         Self::ServiceUnavailable,
         Self::InternalError,
+        Self::InvalidTransition,
+        Self::PreconditionsUnmet,
+        Self::PersonRequired,
+        Self::RoleRequired,
+        Self::SignatureInvalid,
+        Self::NotADraft,
+        Self::EvidenceAlreadyJudged,
+        Self::RegistrationNotRejectable,
+        Self::OrganisationRejected,
+        Self::DocumentNotPdf,
+        Self::CsrfRejected,
+        Self::GrantInactive,
     ];
 
-    pub fn slug(self) -> &'static str {
+    /// The one table of problem kinds: slug, status, title and description together.
+    pub fn info(self) -> ProblemInfo {
+        use StatusCode as S;
         match self {
-            Self::MalformedRequest => "malformed-request",
-            Self::ValidationFailed => "validation-failed",
-            Self::UnsupportedMediaType => "unsupported-media-type",
-            Self::PayloadTooLarge => "payload-too-large",
-            Self::Unauthorized => "unauthorized",
-            Self::Forbidden => "forbidden",
-            Self::NotFound => "not-found",
-            Self::MethodNotAllowed => "method-not-allowed",
-            Self::DomainTaken => "domain-taken",
-            Self::OdsCodeTaken => "ods-code-taken",
-            Self::PreconditionFailed => "precondition-failed",
-            Self::PreconditionRequired => "precondition-required",
-            Self::RateLimited => "rate-limited",
-            Self::ServiceUnavailable => "service-unavailable",
-            Self::InternalError => "internal-error",
+            Self::MalformedRequest => info("malformed-request", S::BAD_REQUEST, "The request could not be read", "The body is not valid JSON, has a field of the wrong type, lacks a required field or has a field the operation does not know. `errors` names the field. Nothing was changed."),
+            Self::ValidationFailed => info("validation-failed", S::UNPROCESSABLE_ENTITY, "The request has invalid fields", "The body is well-formed but breaks one or more rules. `errors` lists every field with the rule it broke. Nothing was changed."),
+            Self::UnsupportedMediaType => info("unsupported-media-type", S::UNSUPPORTED_MEDIA_TYPE, "Unsupported content type", "Send JSON bodies with Content-Type: application/json (PATCH also accepts application/merge-patch+json); evidence uploads may also be multipart/form-data."),
+            Self::PayloadTooLarge => info("payload-too-large", S::PAYLOAD_TOO_LARGE, "The request body is too large", "The body is larger than the gateway accepts. Nothing was changed."),
+            Self::Unauthorized => info("unauthorized", S::UNAUTHORIZED, "Authentication required", "Send a valid credential: a bearer token in the Authorization header (registration token, gateway access token or identity-provider token, as the operation says) or, for reviewers, a session from /auth/login."),
+            Self::Forbidden => info("forbidden", S::FORBIDDEN, "Not allowed", "You are authenticated but lack the role or scope this operation needs."),
+            Self::NotFound => info("not-found", S::NOT_FOUND, "Not found", "No such resource is visible to you. The gateway does not say whether a resource exists when it belongs to someone else."),
+            Self::MethodNotAllowed => info("method-not-allowed", S::METHOD_NOT_ALLOWED, "Method not allowed", "The resource does not support this method."),
+            Self::DomainTaken => info("domain-taken", S::CONFLICT, "Domain already registered", "One of the domains is already registered to another organisation. A domain belongs to one organisation only. Nothing was changed."),
+            Self::OdsCodeTaken => info("ods-code-taken", S::CONFLICT, "ODS code already registered", "An organisation with this ODS code is already registered. Nothing was changed."),
+            Self::Conflict => info("conflict", S::CONFLICT, "Conflicting change", "The change would break a uniqueness rule (for example a second agreement in force for one organisation). Nothing was changed."),
+            Self::PreconditionFailed => info("precondition-failed", S::PRECONDITION_FAILED, "The resource has changed", "The ETag in If-Match is not the resource's current one: someone changed it since you read it. Read it again, re-apply your change, and send the new ETag."),
+            Self::PreconditionRequired => info("precondition-required", S::PRECONDITION_REQUIRED, "If-Match required", "Changes need an If-Match header with the ETag from your last read, so concurrent changes cannot silently overwrite each other."),
+            Self::RateLimited => info("rate-limited", S::TOO_MANY_REQUESTS, "Too many requests", "Slow down: wait for the number of seconds in Retry-After."),
+            Self::ServiceUnavailable => info("service-unavailable", S::SERVICE_UNAVAILABLE, "Service unavailable", "The gateway cannot reach a service it depends on, or its database stayed busy. Retry after the number of seconds in Retry-After."),
+            Self::InternalError => info("internal-error", S::INTERNAL_SERVER_ERROR, "Internal error", "The gateway failed. The failure was logged with the request id from the X-Request-Id header."),
+            Self::InvalidTransition => info("invalid-transition", S::CONFLICT, "Not allowed from this state", "The agreement's current (effective) state does not allow this action. Rejected, revoked and expired agreements are final: start a new agreement. Nothing was changed."),
+            Self::PreconditionsUnmet => info("preconditions-unmet", S::UNPROCESSABLE_ENTITY, "Preconditions not met", "The action is allowed from this state but its preconditions are not met. `errors` lists every unmet one (field and rule). Nothing was changed."),
+            Self::PersonRequired => info("person-required", S::FORBIDDEN, "A signed-in person is required", "Review actions that change state must be taken by a person (a signed-in session, or a token from the identity provider's authorization-code flow). Automation tokens are read-only."),
+            Self::RoleRequired => info("role-required", S::FORBIDDEN, "Role required", "The action needs a reviewer role you do not hold: checking needs `reviewer`; approving, rejecting, suspending, reinstating and revoking need `approver`."),
+            Self::SignatureInvalid => info("signature-invalid", S::UNPROCESSABLE_ENTITY, "The signature does not verify", "The detached JWS must be made with one of the organisation's registered keys over exactly the bytes of GET .../signing-payload for the draft's current content. Nothing was stored."),
+            Self::NotADraft => info("not-a-draft", S::CONFLICT, "The agreement is not a draft", "Only a draft can be changed, signed or submitted. Start a new agreement to change terms."),
+            Self::EvidenceAlreadyJudged => info("evidence-already-judged", S::CONFLICT, "Evidence already judged", "A judged (or superseded) evidence item is immutable. The organisation submits a new item instead."),
+            Self::RegistrationNotRejectable => info("registration-not-rejectable", S::CONFLICT, "The registration cannot be rejected", "An organisation that has had an approved agreement cannot have its registration rejected: revoke the agreement instead."),
+            Self::OrganisationRejected => info("organisation-rejected", S::CONFLICT, "The registration was rejected", "Reviewers rejected this organisation's registration; its claims no longer count. Register again if this was a mistake."),
+            Self::DocumentNotPdf => info("document-not-pdf", S::UNSUPPORTED_MEDIA_TYPE, "The document is not a PDF", "Evidence documents must be PDF files, recognised by their content (not their name or declared type). Nothing was stored."),
+            Self::CsrfRejected => info("csrf-rejected", S::FORBIDDEN, "Cross-site request refused", "A change made with the reviewer session cookie must come from the gateway's own origin (Origin header) and carry the session's X-CSRF-Token (from GET /auth/me)."),
+            Self::GrantInactive => info("grant-inactive", S::FORBIDDEN, "No agreement in force", "The token's data scope is no longer backed by an approved agreement in force: it was suspended, revoked, expired, or its required evidence lapsed. This is checked on every request."),
         }
+    }
+
+    pub fn slug(self) -> &'static str {
+        self.info().slug
     }
 
     pub fn from_slug(slug: &str) -> Option<Self> {
@@ -119,63 +201,31 @@ impl ProblemKind {
     }
 
     pub fn status(self) -> StatusCode {
-        match self {
-            Self::MalformedRequest => StatusCode::BAD_REQUEST,
-            Self::ValidationFailed => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::DomainTaken | Self::OdsCodeTaken => StatusCode::CONFLICT,
-            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-            Self::PreconditionRequired => StatusCode::PRECONDITION_REQUIRED,
-            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-            Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.info().status
     }
 
     pub fn title(self) -> &'static str {
-        match self {
-            Self::MalformedRequest => "The request could not be read",
-            Self::ValidationFailed => "The request has invalid fields",
-            Self::UnsupportedMediaType => "Unsupported content type",
-            Self::PayloadTooLarge => "The request body is too large",
-            Self::Unauthorized => "Authentication required",
-            Self::Forbidden => "Not allowed",
-            Self::NotFound => "Not found",
-            Self::MethodNotAllowed => "Method not allowed",
-            Self::DomainTaken => "Domain already registered",
-            Self::OdsCodeTaken => "ODS code already registered",
-            Self::PreconditionFailed => "The resource has changed",
-            Self::PreconditionRequired => "If-Match required",
-            Self::RateLimited => "Too many requests",
-            Self::ServiceUnavailable => "Service unavailable",
-            Self::InternalError => "Internal error",
-        }
+        self.info().title
     }
 
-    /// A longer explanation, served at the type URI.
     pub fn description(self) -> &'static str {
-        match self {
-            Self::MalformedRequest => "The body is not valid JSON, has a field of the wrong type, lacks a required field or has a field the operation does not know. `errors` names the field. Nothing was changed.",
-            Self::ValidationFailed => "The body is well-formed but breaks one or more rules. `errors` lists every field with the rule it broke. Nothing was changed.",
-            Self::UnsupportedMediaType => "Send JSON bodies with Content-Type: application/json (PATCH also accepts application/merge-patch+json).",
-            Self::PayloadTooLarge => "The body is larger than the gateway accepts. Nothing was changed.",
-            Self::Unauthorized => "Send a valid credential: a bearer token in the Authorization header (registration token, gateway access token or identity-provider token, as the operation says) or, for reviewers, a session from /auth/login.",
-            Self::Forbidden => "You are authenticated but lack the role or scope this operation needs.",
-            Self::NotFound => "No such resource is visible to you. The gateway does not say whether a resource exists when it belongs to someone else.",
-            Self::MethodNotAllowed => "The resource does not support this method.",
-            Self::DomainTaken => "One of the domains is already registered to another organisation. A domain belongs to one organisation only. Nothing was changed.",
-            Self::OdsCodeTaken => "An organisation with this ODS code is already registered. Nothing was changed.",
-            Self::PreconditionFailed => "The ETag in If-Match is not the resource's current one: someone changed it since you read it. Read it again, re-apply your change, and send the new ETag.",
-            Self::PreconditionRequired => "Changes need an If-Match header with the ETag from your last read, so concurrent changes cannot silently overwrite each other.",
-            Self::RateLimited => "Slow down: wait for the number of seconds in Retry-After.",
-            Self::ServiceUnavailable => "The gateway cannot reach a service it depends on. Retry later.",
-            Self::InternalError => "The gateway failed. The failure was logged with the request id from the X-Request-Id header.",
-        }
+        self.info().description
+    }
+}
+
+/// Domain refusals, each its own problem kind.
+fn refusal_kind(kind: RefusalKind) -> ProblemKind {
+    match kind {
+        RefusalKind::InvalidTransition => ProblemKind::InvalidTransition,
+        RefusalKind::PreconditionsUnmet => ProblemKind::PreconditionsUnmet,
+        RefusalKind::PersonRequired => ProblemKind::PersonRequired,
+        RefusalKind::RoleRequired => ProblemKind::RoleRequired,
+        RefusalKind::SignatureInvalid => ProblemKind::SignatureInvalid,
+        RefusalKind::NotADraft => ProblemKind::NotADraft,
+        RefusalKind::EvidenceAlreadyJudged => ProblemKind::EvidenceAlreadyJudged,
+        RefusalKind::RegistrationNotRejectable => ProblemKind::RegistrationNotRejectable,
+        RefusalKind::OrganisationRejected => ProblemKind::OrganisationRejected,
+        RefusalKind::DocumentNotPdf => ProblemKind::DocumentNotPdf,
     }
 }
 
@@ -203,6 +253,12 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("conflict: {0}")]
     Conflict(Conflict),
+    #[error("refused: {}", .0.detail)]
+    Refused(Refusal),
+    #[error("cross-site request refused: {0}")]
+    Csrf(&'static str),
+    #[error("no grant in force")]
+    GrantInactive,
     #[error("precondition failed")]
     PreconditionFailed,
     #[error("precondition required: {0}")]
@@ -232,6 +288,10 @@ impl ApiError {
             Self::MethodNotAllowed => ProblemKind::MethodNotAllowed,
             Self::Conflict(Conflict::DomainTaken(_)) => ProblemKind::DomainTaken,
             Self::Conflict(Conflict::OdsCodeTaken(_)) => ProblemKind::OdsCodeTaken,
+            Self::Conflict(Conflict::Unique { .. }) => ProblemKind::Conflict,
+            Self::Refused(refusal) => refusal_kind(refusal.kind),
+            Self::Csrf(_) => ProblemKind::CsrfRejected,
+            Self::GrantInactive => ProblemKind::GrantInactive,
             Self::PreconditionFailed => ProblemKind::PreconditionFailed,
             Self::PreconditionRequired(_) => ProblemKind::PreconditionRequired,
             Self::RateLimited { .. } => ProblemKind::RateLimited,
@@ -256,17 +316,16 @@ impl ApiError {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-                Some(
-                    validation
-                        .0
-                        .iter()
-                        .map(|e| FieldProblem {
-                            field: e.field.clone(),
-                            rule: e.rule.to_owned(),
-                            message: e.message.clone(),
-                        })
-                        .collect(),
-                ),
+                Some(field_problems(&validation.0)),
+            ),
+            Self::Refused(refusal) => (
+                refusal.detail.clone(),
+                (!refusal.unmet.is_empty()).then(|| field_problems(&refusal.unmet)),
+            ),
+            Self::Csrf(detail) => ((*detail).to_owned(), None),
+            Self::GrantInactive => (
+                "no approved agreement is in force for this organisation now".to_owned(),
+                None,
             ),
             Self::UnsupportedMediaType(detail) => (detail.clone(), None),
             Self::PayloadTooLarge { limit } => {
@@ -279,14 +338,14 @@ impl ApiError {
                 "this resource does not support that method".to_owned(),
                 None,
             ),
+            Self::Conflict(Conflict::Unique { .. }) => (
+                "the change conflicts with the current state of another record".to_owned(),
+                None,
+            ),
             Self::Conflict(conflict) => {
-                let field = match conflict {
-                    Conflict::DomainTaken(_) => "domains",
-                    Conflict::OdsCodeTaken(_) => "ods_code",
-                };
-                let rule = match conflict {
-                    Conflict::DomainTaken(_) => "unique_domain",
-                    Conflict::OdsCodeTaken(_) => "unique_ods_code",
+                let (field, rule) = match conflict {
+                    Conflict::DomainTaken(_) => ("domains", "unique_domain"),
+                    _ => ("ods_code", "unique_ods_code"),
                 };
                 (
                     conflict.to_string(),
@@ -343,7 +402,23 @@ impl From<RepositoryError> for ApiError {
             RepositoryError::VersionMismatch { .. } => Self::PreconditionFailed,
             RepositoryError::Conflict(conflict) => Self::Conflict(conflict),
             RepositoryError::Unavailable(cause) => Self::Unavailable(cause),
+            RepositoryError::Internal(cause) => Self::Internal(cause),
             corrupt @ RepositoryError::Corrupt(_) => Self::internal(corrupt),
+        }
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(error: ServiceError) -> Self {
+        match error {
+            ServiceError::NotFound => Self::NotFound,
+            ServiceError::Invalid(errors) => Self::Validation(errors),
+            ServiceError::Refused(refusal) => Self::Refused(refusal),
+            ServiceError::Stale => Self::PreconditionFailed,
+            ServiceError::PreconditionRequired => Self::PreconditionRequired(
+                "send If-Match with the ETag from your last read of this resource",
+            ),
+            ServiceError::Storage(error) => error.into(),
         }
     }
 }

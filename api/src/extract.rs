@@ -70,12 +70,15 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             if body.len() > limit {
                 return Err(ApiError::PayloadTooLarge { limit });
             }
-            let deserializer = &mut serde_json::Deserializer::from_slice(&body);
-            let value =
-                serde_path_to_error::deserialize(deserializer).map_err(describe_json_error)?;
-            Ok(JsonBody(value))
+            Ok(JsonBody(parse_json(&body)?))
         })
     }
+}
+
+/// Reads a JSON document from bytes, naming the failing field as `JsonBody` does.
+pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let deserializer = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize(deserializer).map_err(describe_json_error)
 }
 
 /// Turns a serde error into a problem naming the field and the rule.
@@ -164,6 +167,42 @@ impl IfMatch {
     pub fn matches(&self, version: Version) -> bool {
         let current = Self::etag(version);
         self.0.contains(&current)
+    }
+}
+
+/// An `If-Match` that may be absent: the service answers 428 for a missing one only after
+/// authorisation and lookup, so the answers come in the documented order.
+#[derive(Debug)]
+pub struct OptionalIfMatch(pub Option<IfMatch>);
+
+impl OptionalIfMatch {
+    /// The versions named by strong tags.
+    pub fn precondition(&self) -> Option<gateway_domain::services::Precondition> {
+        self.0.as_ref().map(|tags| {
+            gateway_domain::services::Precondition(
+                tags.0
+                    .iter()
+                    .filter_map(|t| t.strip_prefix('"')?.strip_suffix('"')?.parse().ok())
+                    .map(Version)
+                    .collect(),
+            )
+        })
+    }
+}
+
+impl FromRequest for OptionalIfMatch {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if req.headers().get(header::IF_MATCH).is_none() {
+            return std::future::ready(Ok(Self(None)));
+        }
+        std::future::ready(
+            IfMatch::from_request(req, payload)
+                .into_inner()
+                .map(|m| Self(Some(m))),
+        )
     }
 }
 
@@ -304,13 +343,24 @@ impl FromRequest for ReviewerCaller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer(req);
         let state = app_state(req);
-        let session = state.as_ref().ok().and_then(|s| s.sessions.session(req));
+        let session = state
+            .as_ref()
+            .ok()
+            .and_then(|s| s.sessions.session_with_csrf(req));
+        let cross_site = match (&state, &session) {
+            (Ok(state), Some(session)) => cross_site_refusal(req, state, &session.csrf_token),
+            _ => None,
+        };
         Box::pin(async move {
             let state = state?;
             let Some(token) = token else {
-                return session.map(ReviewerCaller).ok_or(ApiError::Unauthorized(
+                let session = session.ok_or(ApiError::Unauthorized(
                     "log in at /auth/login or send the identity provider's bearer token",
-                ));
+                ))?;
+                if let Some(why) = cross_site {
+                    return Err(ApiError::Csrf(why));
+                }
+                return Ok(ReviewerCaller(session.identity));
             };
             let oidc = state.oidc.clone().ok_or(ApiError::Unauthorized(
                 "reviewer sign-in is not configured on this gateway",
@@ -323,6 +373,96 @@ impl FromRequest for ReviewerCaller {
                     Err(ApiError::Unauthorized("invalid bearer token"))
                 }
             }
+        })
+    }
+}
+
+/// Why a change made with the session cookie looks cross-site, if it does. Safe methods pass;
+/// others need an `Origin` (or, failing that, `Referer`) of the gateway's own origin and the
+/// session's `X-CSRF-Token`. The cookie is also `SameSite=Lax`.
+fn cross_site_refusal(req: &HttpRequest, state: &AppState, csrf: &str) -> Option<&'static str> {
+    use actix_web::http::Method;
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return None;
+    }
+    let own = url::Url::parse(&state.public_base_url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization());
+    let origin_of = |name: header::HeaderName| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| url::Url::parse(v).ok())
+            .map(|u| u.origin().ascii_serialization())
+    };
+    let claimed = origin_of(header::ORIGIN).or_else(|| origin_of(header::REFERER));
+    if claimed.is_none() || claimed != own {
+        return Some("the request does not come from the gateway's own origin");
+    }
+    let presented = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        presented.as_bytes(),
+        csrf.as_bytes(),
+    )) {
+        return Some("X-CSRF-Token is missing or does not match the session");
+    }
+    None
+}
+
+/// A partner system calling a data endpoint with a gateway access token.
+#[derive(Debug, Clone)]
+pub struct PartnerCaller {
+    pub organisation: OrganisationId,
+    pub scopes: Vec<Scope>,
+}
+
+impl PartnerCaller {
+    /// The organisation's grant in force now, if the token carries `scope` and the grant
+    /// still covers it: re-read on every request, so a suspension takes effect at once.
+    pub async fn granted(
+        &self,
+        state: &AppState,
+        scope: Scope,
+    ) -> Result<gateway_domain::Grant, ApiError> {
+        if !self.scopes.contains(&scope) {
+            return Err(ApiError::Forbidden(format!(
+                "this token lacks the {scope} scope"
+            )));
+        }
+        let services = state.services.clone();
+        let organisation = self.organisation;
+        let grant = web::block(move || services.current_grant(organisation)).await??;
+        grant
+            .filter(|g| g.scopes().contains(&scope))
+            .ok_or(ApiError::GrantInactive)
+    }
+}
+
+impl FromRequest for PartnerCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req);
+        let state = app_state(req);
+        Box::pin(async move {
+            let token = token.ok_or(ApiError::Unauthorized("missing bearer token"))?;
+            let state = state?;
+            let signing = state.signing.clone();
+            let claims = web::block(move || signing.verify(&token))
+                .await?
+                .ok_or(ApiError::Unauthorized("invalid bearer token"))?;
+            let id = uuid::Uuid::parse_str(&claims.sub).map_err(|_| {
+                ApiError::Forbidden("this token is not an organisation's".to_owned())
+            })?;
+            Ok(PartnerCaller {
+                organisation: OrganisationId::from_uuid(id),
+                scopes: claims.scopes(),
+            })
         })
     }
 }

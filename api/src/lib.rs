@@ -14,6 +14,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod templates;
 
 pub use config::Settings;
 pub use startup::Application;

@@ -36,15 +36,27 @@ enum Command {
     /// Remove partner keys whose removal countdown has reached 0, expired client-assertion
     /// replay entries and retired signing keys. Run it daily.
     Maintenance,
+    /// Verify an agreement's signature offline: FILE is the agreement as the API returns it
+    /// (GET .../agreements/{aid}, or `agreement` of the review view). Checks the detached JWS
+    /// over the stored payload with the stored public key; needs no database.
+    VerifyAgreement { file: PathBuf },
     /// Print the OpenAPI document.
     Openapi,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Openapi = cli.command {
-        println!("{}", gateway_api::openapi::document().to_pretty_json()?);
-        return Ok(());
+    match &cli.command {
+        Command::Openapi => {
+            println!("{}", gateway_api::openapi::document().to_pretty_json()?);
+            return Ok(());
+        }
+        Command::VerifyAgreement { file } => {
+            let verified = commands::verify_agreement(file)?;
+            println!("{verified}");
+            return Ok(());
+        }
+        _ => {}
     }
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init(&settings.log);
@@ -73,9 +85,15 @@ fn main() -> anyhow::Result<()> {
                 "removed {} unused partner key(s), purged {} replay entr(ies), retired {} signing key(s)",
                 report.keys_removed, report.replay_entries_purged, report.signing_keys_retired
             );
+            println!(
+                "agreements: {} expired, {} suspended for lapsed evidence, {} reinstated",
+                report.agreements.expired,
+                report.agreements.suspended,
+                report.agreements.reinstated
+            );
             Ok(())
         }
-        Command::Openapi => Ok(()),
+        Command::Openapi | Command::VerifyAgreement { .. } => Ok(()),
     }
 }
 

@@ -14,7 +14,10 @@ use gateway_persistence::{Database, PoolOptions};
 use utoipa_actix_web::AppExt;
 use utoipa_swagger_ui::SwaggerUi;
 
+use gateway_domain::services::Services;
+
 use crate::auth::assertion::AssertionRules;
+use crate::auth::detached::JoseSignatures;
 use crate::auth::jwk::check_key_set;
 use crate::auth::oidc::Oidc;
 use crate::auth::session::SessionCodec;
@@ -42,6 +45,20 @@ pub fn open_database(settings: &Settings) -> anyhow::Result<Database> {
         tracing::info!(migrations = ?applied, "applied database migrations");
     }
     Ok(db)
+}
+
+/// The use cases over the database's ports.
+pub fn services(db: Arc<Database>, clock: Arc<dyn Clock>) -> Services {
+    Services {
+        organisations: db.clone(),
+        keys: db.clone(),
+        evidence: db.clone(),
+        agreements: db.clone(),
+        audit: db,
+        signatures: Arc::new(JoseSignatures),
+        templates: Arc::new(crate::templates::agreement_templates()),
+        clock,
+    }
 }
 
 /// The configured public address, or the bound one.
@@ -128,7 +145,9 @@ impl Application {
                 .context("opening the gateway's signing keys")?,
         );
         let seconds = |n: u64| Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX));
+        let services = services(db.clone(), clock.clone());
         let state = AppState {
+            services,
             organisations: db.clone(),
             keys: db.clone(),
             replay: db.clone(),

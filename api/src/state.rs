@@ -8,6 +8,8 @@ use gateway_domain::{
     PartnerKeyRepository, ReplayCache,
 };
 
+use gateway_domain::services::Services;
+
 use crate::auth::assertion::AssertionRules;
 use crate::auth::oidc::Oidc;
 use crate::auth::session::SessionCodec;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub publisher: Option<Arc<Publisher>>,
     pub oidc: Option<Arc<Oidc>>,
     pub sessions: Arc<SessionCodec>,
+    /// The use cases, over the same ports.
+    pub services: Services,
 }
 
 impl std::fmt::Debug for AppState {

@@ -11,6 +11,7 @@ fn main() {
     let mut document: serde_json::Value = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("{} is not JSON: {e}", spec_path.display()));
     json_suffix_as_json(&mut document);
+    leave_out_multipart_uploads(&mut document);
     let spec: openapiv3::OpenAPI = serde_json::from_value(document).unwrap_or_else(|e| {
         panic!(
             "{} is not an OpenAPI 3.0 document: {e}",
@@ -56,5 +57,27 @@ fn json_suffix_as_json(value: &mut serde_json::Value) {
         }
         serde_json::Value::Array(items) => items.iter_mut().for_each(json_suffix_as_json),
         _ => {}
+    }
+}
+
+/// progenitor cannot express `multipart/form-data` request bodies (evidence uploads with a
+/// document). Those operations are left out of the generated client; the README shows them
+/// as raw HTTP. Everything else in the document is generated.
+fn leave_out_multipart_uploads(document: &mut serde_json::Value) {
+    let Some(paths) = document
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        item.retain(|_, operation| {
+            operation
+                .pointer("/requestBody/content/multipart~1form-data")
+                .is_none()
+        });
     }
 }

@@ -43,4 +43,23 @@ impl AuditRepository for Database {
         })?;
         rows.into_iter().map(AuditEvent::try_from).collect()
     }
+
+    fn events_about(
+        &self,
+        subject_type: &str,
+        subject_id: &str,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>, RepositoryError> {
+        // Served by the index on (subject_type, subject_id).
+        let rows: Vec<AuditRow> = self.single(|conn| {
+            Ok(audit_events::table
+                .filter(audit_events::subject_type.eq(subject_type))
+                .filter(audit_events::subject_id.eq(subject_id))
+                .order(audit_events::seq.asc())
+                .limit(limit)
+                .select(AuditRow::as_select())
+                .load(conn)?)
+        })?;
+        rows.into_iter().map(AuditEvent::try_from).collect()
+    }
 }

@@ -11,7 +11,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use gateway_domain::{HealthCheck, RepositoryError};
 
 use crate::database_url::DatabaseUrl;
-use crate::error::{unavailable, StoreError, TxError};
+use crate::error::{into_repository_error, is_transient, unavailable, StoreError, TxError};
 
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
@@ -48,6 +48,12 @@ const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/po
 
 /// How long a SQLite connection waits for another writer's lock before failing.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 5_000;
+
+/// How many times a write transaction runs when it meets transient contention (a
+/// serialisation failure, a deadlock, a busy SQLite file) before reporting `Unavailable`.
+const WRITE_ATTEMPTS: u32 = 3;
+/// The pause before the second attempt; it doubles for each later one.
+const WRITE_RETRY_BACKOFF: Duration = Duration::from_millis(20);
 
 /// Opens connections for the pool, choosing the backend from the URL.
 #[derive(Debug)]
@@ -120,6 +126,7 @@ impl Default for PoolOptions {
 /// The gateway's database: a connection pool plus what it takes to use it safely.
 pub struct Database {
     pool: Pool<ConnectionFactory>,
+    url: DatabaseUrl,
     backend: Backend,
     /// SQLite allows one writer at a time; taking turns in-process avoids lock-upgrade
     /// failures between deferred transactions. PostgreSQL needs no such lock.
@@ -158,6 +165,7 @@ impl Database {
         let backend = url.backend();
         Ok(Self {
             pool,
+            url: url.clone(),
             backend,
             write_lock: (backend == Backend::Sqlite).then(|| Mutex::new(())),
         })
@@ -167,10 +175,21 @@ impl Database {
         self.backend
     }
 
+    /// A connection of its own for migrations, outside the pool: a SQLite migration that
+    /// rebuilds a table switches foreign keys off around its own transaction, and if it
+    /// fails half-way the connection is dropped (rolling back) instead of going back to the
+    /// pool in that state.
+    fn migration_connection(&self) -> Result<DbConnection, StoreError> {
+        ConnectionFactory {
+            url: self.url.clone(),
+        }
+        .open()
+    }
+
     /// Applies pending migrations; returns the versions applied.
     pub fn migrate(&self) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.pool.get()?;
-        let applied = match &mut *conn {
+        let mut conn = self.migration_connection()?;
+        let applied = match &mut conn {
             DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
             DbConnection::Postgres(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
         }
@@ -178,10 +197,43 @@ impl Database {
         Ok(applied.iter().map(ToString::to_string).collect())
     }
 
+    /// Applies pending migrations up to and including the one whose name starts with
+    /// `last` (for tests that put data in an older schema, then migrate it).
+    #[cfg(feature = "testing")]
+    pub fn migrate_through(&self, last: &str) -> Result<Vec<String>, StoreError> {
+        fn run<C, DB>(
+            conn: &mut C,
+            source: EmbeddedMigrations,
+            last: &str,
+        ) -> diesel::migration::Result<Vec<String>>
+        where
+            DB: diesel::backend::Backend,
+            C: MigrationHarness<DB>,
+            EmbeddedMigrations: diesel::migration::MigrationSource<DB>,
+        {
+            let mut applied = Vec::new();
+            for migration in conn.pending_migrations(source)? {
+                let name = migration.name().to_string();
+                conn.run_migration(migration.as_ref())?;
+                applied.push(name.clone());
+                if name.starts_with(last) {
+                    break;
+                }
+            }
+            Ok(applied)
+        }
+        let mut conn = self.migration_connection()?;
+        match &mut conn {
+            DbConnection::Sqlite(c) => run(c, SQLITE_MIGRATIONS, last),
+            DbConnection::Postgres(c) => run(c, POSTGRES_MIGRATIONS, last),
+        }
+        .map_err(StoreError::Migration)
+    }
+
     /// Reverts every applied migration (for tests of the down migrations).
     pub fn revert_all_migrations(&self) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.pool.get()?;
-        let reverted = match &mut *conn {
+        let mut conn = self.migration_connection()?;
+        let reverted = match &mut conn {
             DbConnection::Sqlite(c) => c.revert_all_migrations(SQLITE_MIGRATIONS),
             DbConnection::Postgres(c) => c.revert_all_migrations(POSTGRES_MIGRATIONS),
         }
@@ -219,21 +271,29 @@ impl Database {
         f(&mut conn).map_err(into_repository_error)
     }
 
-    /// Runs `f` in a write transaction: all of it commits, or none of it.
+    /// Runs `f` in a write transaction: all of it commits, or none of it. Transient
+    /// contention (serialisation failure, deadlock, busy SQLite file) rolls back and runs
+    /// `f` again, a bounded number of times, then reports `Unavailable`.
     pub(crate) fn write<T>(
         &self,
-        f: impl FnOnce(&mut DbConnection) -> Result<T, TxError>,
+        mut f: impl FnMut(&mut DbConnection) -> Result<T, TxError>,
     ) -> Result<T, RepositoryError> {
         let _turn = self.write_guard();
-        let mut conn = self.pool.get().map_err(unavailable)?;
-        DbConnection::transaction(&mut conn, f).map_err(into_repository_error)
-    }
-}
-
-fn into_repository_error(error: TxError) -> RepositoryError {
-    match error {
-        TxError::Domain(error) => error,
-        TxError::Diesel(error) => unavailable(error),
+        let mut attempt = 1;
+        loop {
+            let result = {
+                let mut conn = self.pool.get().map_err(unavailable)?;
+                DbConnection::transaction(&mut conn, &mut f)
+            };
+            match result {
+                Err(TxError::Diesel(error)) if is_transient(&error) && attempt < WRITE_ATTEMPTS => {
+                    tracing::debug!(attempt, error = %error, "write transaction contended; retrying");
+                    std::thread::sleep(WRITE_RETRY_BACKOFF * 2u32.pow(attempt - 1));
+                    attempt += 1;
+                }
+                other => return other.map_err(into_repository_error),
+            }
+        }
     }
 }
 
@@ -243,5 +303,77 @@ impl HealthCheck for Database {
             diesel::sql_query("SELECT 1").execute(conn)?;
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+    use super::*;
+
+    fn scratch() -> (Database, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("gw-conn-{}", uuid::Uuid::new_v4().simple()));
+        let db = Database::connect(
+            &DatabaseUrl::Sqlite(dir.join("gateway.db")),
+            &PoolOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        (db, dir)
+    }
+
+    fn busy() -> TxError {
+        TxError::Diesel(DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("database is locked".to_owned()),
+        ))
+    }
+
+    #[test]
+    fn contended_writes_are_retried_a_bounded_number_of_times() {
+        let (db, dir) = scratch();
+        let mut attempts = 0;
+        let result = db.write(|_| {
+            attempts += 1;
+            if attempts < WRITE_ATTEMPTS {
+                Err(busy())
+            } else {
+                Ok(attempts)
+            }
+        });
+        assert!(matches!(result, Ok(n) if n == WRITE_ATTEMPTS), "{result:?}");
+
+        let mut attempts = 0;
+        let result: Result<(), _> = db.write(|_| {
+            attempts += 1;
+            Err(busy())
+        });
+        assert!(
+            matches!(result, Err(RepositoryError::Unavailable(_))),
+            "{result:?}"
+        );
+        assert_eq!(attempts, WRITE_ATTEMPTS);
+
+        // Neither a domain outcome nor a bug is retried.
+        let mut attempts = 0;
+        let result: Result<(), _> = db.write(|_| {
+            attempts += 1;
+            Err(TxError::Diesel(DieselError::NotFound))
+        });
+        assert!(
+            matches!(result, Err(RepositoryError::Internal(_))),
+            "{result:?}"
+        );
+        let result: Result<(), _> = db.write(|_| {
+            attempts += 1;
+            Err(RepositoryError::NotFound.into())
+        });
+        assert!(
+            matches!(result, Err(RepositoryError::NotFound)),
+            "{result:?}"
+        );
+        assert_eq!(attempts, 2);
+        drop(db);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -2,18 +2,18 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use gateway_domain::{
-    KeyType, NewAuditEvent, OrganisationId, PartnerKey, PartnerKeyRepository, ReplayCache,
-    RepositoryError, SigningKeyRepository, StoredSigningKey,
+    Conflict, KeyType, NewAuditEvent, OrganisationId, PartnerKey, PartnerKeyRepository,
+    ReplayCache, RepositoryError, SigningKeyRepository, StoredSigningKey,
 };
 use uuid::Uuid;
 
 use crate::audit::append_event;
 use crate::connection::Database;
+use crate::dialect;
 use crate::error::TxError;
 use crate::models::{from_db_time, to_db_time};
-use crate::schema::{assertion_jtis, organisations, partner_keys, signing_keys};
+use crate::schema::{assertion_jtis, partner_keys, signing_keys};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = partner_keys)]
@@ -90,24 +90,8 @@ impl PartnerKeyRepository for Database {
     ) -> Result<Vec<PartnerKey>, RepositoryError> {
         let id = organisation.to_string();
         self.write(|conn| {
-            // Concurrent replacements of one organisation's keys take turns: lock its row
-            // (PostgreSQL; SQLite writers are already serialised).
-            let exists = match conn {
-                crate::DbConnection::Postgres(c) => organisations::table
-                    .find(&id)
-                    .select(organisations::id)
-                    .for_update()
-                    .first::<String>(c)
-                    .optional()?
-                    .is_some(),
-                crate::DbConnection::Sqlite(c) => organisations::table
-                    .find(&id)
-                    .select(organisations::id)
-                    .first::<String>(c)
-                    .optional()?
-                    .is_some(),
-            };
-            if !exists {
+            // Concurrent replacements of one organisation's keys take turns.
+            if !dialect::lock_organisation(conn, &id)? {
                 return Err(RepositoryError::NotFound.into());
             }
             let current = load_keys(conn, &id)?;
@@ -211,20 +195,11 @@ fn remember_jti(
     Ok(true)
 }
 
-/// Another replica recorded the same jti between our read and our insert: a replay.
+/// Another replica recorded the same jti between our read and our insert, and the primary
+/// key refused ours: a replay. (The jti row is the only unique write of these transactions.)
 fn race_is_replay(result: Result<bool, RepositoryError>) -> Result<bool, RepositoryError> {
     match result {
-        Err(RepositoryError::Unavailable(cause))
-            if matches!(
-                cause.downcast_ref::<DieselError>(),
-                Some(DieselError::DatabaseError(
-                    DatabaseErrorKind::UniqueViolation,
-                    _
-                ))
-            ) =>
-        {
-            Ok(false)
-        }
+        Err(RepositoryError::Conflict(Conflict::Unique { .. })) => Ok(false),
         other => other,
     }
 }

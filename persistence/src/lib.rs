@@ -2,10 +2,13 @@
 //! PostgreSQL, behind one `MultiConnection`; migrations per backend; the domain's repository
 //! ports implemented on [`Database`].
 
+mod agreements;
 mod audit;
 mod connection;
 mod database_url;
+mod dialect;
 mod error;
+mod evidence;
 mod keys;
 mod models;
 mod organisations;

@@ -4,10 +4,10 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use gateway_domain::audit::AuditEvent;
 use gateway_domain::contact::{Contact, Contacts, EmailAddress};
-use gateway_domain::text::{BusinessNeed, OrganisationName, PersonName};
+use gateway_domain::text::{BusinessNeed, OrganisationName, PersonName, Reason};
 use gateway_domain::{
     CareCategory, ClaimedDomain, ExchangeVersion, NewAuditEvent, OdsCode, Organisation,
-    OrganisationId, RepositoryError, Version,
+    OrganisationId, OrganisationStatus, RepositoryError, Version,
 };
 use uuid::Uuid;
 
@@ -22,7 +22,7 @@ pub(crate) fn from_db_time(at: NaiveDateTime) -> DateTime<Utc> {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
-#[diesel(table_name = organisations)]
+#[diesel(table_name = organisations, treat_none_as_null = true)]
 pub(crate) struct OrganisationRow {
     pub id: String,
     pub ods_code: String,
@@ -37,6 +37,8 @@ pub(crate) struct OrganisationRow {
     pub version: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub status: String,
+    pub status_reason: Option<String>,
 }
 
 impl OrganisationRow {
@@ -55,6 +57,8 @@ impl OrganisationRow {
             version: org.version.0,
             created_at: to_db_time(org.created_at),
             updated_at: to_db_time(org.updated_at),
+            status: org.status.as_str().to_owned(),
+            status_reason: org.status_reason.as_ref().map(|r| r.to_string()),
         }
     }
 
@@ -67,6 +71,14 @@ impl OrganisationRow {
         let id = Uuid::parse_str(&self.id).map_err(|e| corrupt("id", e.to_string()))?;
         Ok(Organisation {
             id: OrganisationId::from_uuid(id),
+            status: OrganisationStatus::parse(&self.status)
+                .ok_or_else(|| corrupt("status", format!("unknown status {:?}", self.status)))?,
+            status_reason: self
+                .status_reason
+                .as_deref()
+                .map(Reason::parse)
+                .transpose()
+                .map_err(|e| corrupt("status_reason", e.message))?,
             ods_code: OdsCode::parse(&self.ods_code).map_err(|e| corrupt("ods_code", e.message))?,
             name: OrganisationName::parse(&self.name).map_err(|e| corrupt("name", e.message))?,
             category: CareCategory::parse(&self.category)
@@ -100,9 +112,12 @@ impl OrganisationRow {
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = organisation_domains)]
 pub(crate) struct DomainRow {
-    pub domain: String,
     pub organisation_id: String,
+    pub domain: String,
     pub position: i32,
+    /// False once the organisation is no longer active: the claim stays on record but no
+    /// longer holds the domain.
+    pub active: bool,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

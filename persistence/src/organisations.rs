@@ -5,16 +5,17 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use gateway_domain::{
     ClaimedDomain, Conflict, CredentialDigest, EmailDomain, NewAuditEvent, NewOrganisation,
-    Organisation, OrganisationId, OrganisationRepository, RepositoryError, StoredCredential,
-    Version,
+    OdsCode, Organisation, OrganisationId, OrganisationRepository, OrganisationStatus,
+    RepositoryError, StoredCredential, Version,
 };
 use uuid::Uuid;
 
 use crate::audit::append_event;
 use crate::connection::{Database, DbConnection};
+use crate::dialect;
 use crate::error::TxError;
 use crate::models::{to_db_time, CredentialRow, DomainRow, OrganisationRow};
 use crate::schema::{
@@ -70,7 +71,7 @@ fn load(conn: &mut DbConnection, id: &str) -> Result<Option<Organisation>, TxErr
     Ok(Some(row.into_entity(domains)?))
 }
 
-/// The first of `domains` held by an organisation other than `owner`.
+/// The first of `domains` actively claimed by an organisation other than `owner`.
 fn taken_domain(
     conn: &mut DbConnection,
     domains: &[EmailDomain],
@@ -79,6 +80,7 @@ fn taken_domain(
     let names: Vec<&str> = domains.iter().map(EmailDomain::as_str).collect();
     let mut query = organisation_domains::table
         .filter(organisation_domains::domain.eq_any(&names))
+        .filter(organisation_domains::active.eq(true))
         .select(organisation_domains::domain)
         .into_boxed();
     if let Some(owner) = owner {
@@ -88,47 +90,75 @@ fn taken_domain(
     Ok(domains.iter().find(|d| taken.contains(d.as_str())).cloned())
 }
 
-fn conflict_of_new(
+/// Whether an active organisation other than `owner` holds `code`.
+fn ods_code_taken(
     conn: &mut DbConnection,
-    new: &NewOrganisation,
-) -> Result<Option<Conflict>, TxError> {
-    let ods_taken: i64 = organisations::table
-        .filter(organisations::ods_code.eq(new.ods_code.as_str()))
-        .count()
-        .get_result(conn)?;
-    if ods_taken > 0 {
-        return Ok(Some(Conflict::OdsCodeTaken(new.ods_code.clone())));
+    code: &OdsCode,
+    owner: Option<&str>,
+) -> Result<bool, TxError> {
+    let mut query = organisations::table
+        .filter(organisations::ods_code.eq(code.as_str()))
+        .filter(organisations::status.eq(OrganisationStatus::Active.as_str()))
+        .into_boxed();
+    if let Some(owner) = owner {
+        query = query.filter(organisations::id.ne(owner));
     }
-    Ok(taken_domain(conn, &new.domains, None)?.map(Conflict::DomainTaken))
+    let holders: i64 = query.count().get_result(conn)?;
+    Ok(holders > 0)
+}
+
+/// Which uniqueness rule `organisation` (stored, or about to be, as `owner`) would break
+/// against the other active organisations, if any.
+fn conflict_with_others(
+    conn: &mut DbConnection,
+    ods_code: &OdsCode,
+    domains: &[EmailDomain],
+    owner: Option<&str>,
+) -> Result<Option<Conflict>, TxError> {
+    if ods_code_taken(conn, ods_code, owner)? {
+        return Ok(Some(Conflict::OdsCodeTaken(ods_code.clone())));
+    }
+    Ok(taken_domain(conn, domains, owner)?.map(Conflict::DomainTaken))
 }
 
 fn insert_domains(
     conn: &mut DbConnection,
     id: &str,
     domains: &[EmailDomain],
+    active: bool,
 ) -> Result<(), DieselError> {
     let rows: Vec<DomainRow> = domains
         .iter()
         .enumerate()
         .map(|(position, d)| DomainRow {
-            domain: d.to_string(),
             organisation_id: id.to_owned(),
+            domain: d.to_string(),
             position: i32::try_from(position).unwrap_or(i32::MAX),
+            active,
         })
         .collect();
-    // Multi-row VALUES is not in the backends' common SQL subset: insert per backend.
-    let insert = diesel::insert_into(organisation_domains::table).values(&rows);
-    match conn {
-        DbConnection::Sqlite(c) => insert.execute(c)?,
-        DbConnection::Postgres(c) => insert.execute(c)?,
-    };
+    dialect::insert_domains(conn, &rows)?;
     Ok(())
 }
 
-fn is_unique_violation(error: &RepositoryError) -> bool {
-    matches!(error, RepositoryError::Unavailable(cause)
-        if matches!(cause.downcast_ref::<DieselError>(),
-            Some(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))))
+/// A concurrent writer took an ODS code or a domain between our check and our write, and
+/// the store's unique index refused it: name what was taken, by reading again.
+fn name_the_conflict(
+    db: &Database,
+    result: Result<Organisation, RepositoryError>,
+    ods_code: &OdsCode,
+    domains: &[EmailDomain],
+    owner: Option<&str>,
+) -> Result<Organisation, RepositoryError> {
+    match result {
+        Err(RepositoryError::Conflict(Conflict::Unique { constraint })) => {
+            match db.read(|conn| conflict_with_others(conn, ods_code, domains, owner))? {
+                Some(conflict) => Err(conflict.into()),
+                None => Err(Conflict::Unique { constraint }.into()),
+            }
+        }
+        other => other,
+    }
 }
 
 impl OrganisationRepository for Database {
@@ -142,11 +172,13 @@ impl OrganisationRepository for Database {
     ) -> Result<Organisation, RepositoryError> {
         let id_text = id.to_string();
         let result = self.write(|conn| {
-            if let Some(conflict) = conflict_of_new(conn, new)? {
+            if let Some(conflict) = conflict_with_others(conn, &new.ods_code, &new.domains, None)? {
                 return Err(conflict.into());
             }
             let placeholder = Organisation {
                 id,
+                status: OrganisationStatus::Active,
+                status_reason: None,
                 ods_code: new.ods_code.clone(),
                 name: new.name.clone(),
                 category: new.category,
@@ -161,7 +193,7 @@ impl OrganisationRepository for Database {
             diesel::insert_into(organisations::table)
                 .values(OrganisationRow::from_entity(&placeholder))
                 .execute(conn)?;
-            insert_domains(conn, &id_text, &new.domains)?;
+            insert_domains(conn, &id_text, &new.domains, true)?;
             diesel::insert_into(registration_credentials::table)
                 .values(CredentialRow {
                     selector: credential.selector.clone(),
@@ -173,17 +205,7 @@ impl OrganisationRepository for Database {
             append_event(conn, event)?;
             load(conn, &id_text)?.ok_or(TxError::Domain(RepositoryError::NotFound))
         });
-        match result {
-            // A concurrent registration took the code or a domain between our check and our
-            // insert: name what was taken.
-            Err(error) if is_unique_violation(&error) => {
-                match self.read(|conn| conflict_of_new(conn, new))? {
-                    Some(conflict) => Err(conflict.into()),
-                    None => Err(error),
-                }
-            }
-            other => other,
-        }
+        name_the_conflict(self, result, &new.ods_code, &new.domains, None)
     }
 
     fn get(&self, id: OrganisationId) -> Result<Option<Organisation>, RepositoryError> {
@@ -243,6 +265,8 @@ impl OrganisationRepository for Database {
     ) -> Result<Organisation, RepositoryError> {
         let id = next.id.to_string();
         let domains = next.domain_names();
+        // Only an active organisation's claims count; a rejected one's stay on record.
+        let active = next.status == OrganisationStatus::Active;
         let result = self.write(|conn| {
             let current: Option<i64> = organisations::table
                 .find(&id)
@@ -259,8 +283,12 @@ impl OrganisationRepository for Database {
                 }
                 Some(_) => {}
             }
-            if let Some(domain) = taken_domain(conn, &domains, Some(&id))? {
-                return Err(Conflict::DomainTaken(domain).into());
+            if active {
+                if let Some(conflict) =
+                    conflict_with_others(conn, &next.ods_code, &domains, Some(&id))?
+                {
+                    return Err(conflict.into());
+                }
             }
             let updated = diesel::update(
                 organisations::table
@@ -279,18 +307,10 @@ impl OrganisationRepository for Database {
                 organisation_domains::table.filter(organisation_domains::organisation_id.eq(&id)),
             )
             .execute(conn)?;
-            insert_domains(conn, &id, &domains)?;
+            insert_domains(conn, &id, &domains, active)?;
             append_event(conn, event)?;
             load(conn, &id)?.ok_or(TxError::Domain(RepositoryError::NotFound))
         });
-        match result {
-            Err(error) if is_unique_violation(&error) => {
-                match self.read(|conn| taken_domain(conn, &domains, Some(&id)))? {
-                    Some(domain) => Err(Conflict::DomainTaken(domain).into()),
-                    None => Err(error),
-                }
-            }
-            other => other,
-        }
+        name_the_conflict(self, result, &next.ods_code, &domains, Some(&id))
     }
 }

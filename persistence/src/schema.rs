@@ -15,14 +15,17 @@ diesel::table! {
         version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        status -> Text,
+        status_reason -> Nullable<Text>,
     }
 }
 
 diesel::table! {
-    organisation_domains (domain) {
-        domain -> Text,
+    organisation_domains (organisation_id, domain) {
         organisation_id -> Text,
+        domain -> Text,
         position -> Integer,
+        active -> Bool,
     }
 }
 
@@ -107,4 +110,67 @@ diesel::allow_tables_to_appear_in_same_query!(
     organisations,
     assertion_jtis,
     signing_keys
+);
+
+diesel::table! {
+    evidence (id) {
+        id -> Text,
+        organisation_id -> Text,
+        kind -> Text,
+        title -> Nullable<Text>,
+        dspt_status -> Nullable<Text>,
+        registration_number -> Nullable<Text>,
+        published_on -> Nullable<Date>,
+        expires_on -> Nullable<Date>,
+        document_sha256 -> Nullable<Text>,
+        document_size -> Nullable<BigInt>,
+        document_filename -> Nullable<Text>,
+        submitted_at -> Timestamp,
+        verdict -> Nullable<Text>,
+        verdict_reason -> Nullable<Text>,
+        verdict_by -> Nullable<Text>,
+        verdict_at -> Nullable<Timestamp>,
+        superseded_by -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    evidence_documents (evidence_id) {
+        evidence_id -> Text,
+        content -> Binary,
+    }
+}
+
+diesel::table! {
+    agreements (id) {
+        id -> Text,
+        organisation_id -> Text,
+        template_version -> Text,
+        template_sha256 -> Text,
+        scopes -> Text,
+        starts_on -> Date,
+        ends_on -> Date,
+        signatory_name -> Text,
+        signatory_role -> Text,
+        signatory_email -> Text,
+        state -> Text,
+        state_reason -> Nullable<Text>,
+        suspension -> Nullable<Text>,
+        signature -> Nullable<Text>,
+        review_check -> Nullable<Text>,
+        limited_details_granted -> Bool,
+        version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(evidence -> organisations (organisation_id));
+diesel::joinable!(evidence_documents -> evidence (evidence_id));
+diesel::joinable!(agreements -> organisations (organisation_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    evidence,
+    evidence_documents,
+    agreements,
+    organisations
 );

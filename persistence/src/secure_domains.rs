@@ -4,7 +4,8 @@ use diesel::prelude::*;
 use gateway_domain::{NewAuditEvent, RepositoryError, SecureDomainPattern, SecureDomainRepository};
 
 use crate::audit::append_event;
-use crate::connection::{Database, DbConnection};
+use crate::connection::Database;
+use crate::dialect;
 use crate::models::to_db_time;
 use crate::schema::secure_email_domains;
 
@@ -21,21 +22,8 @@ impl SecureDomainRepository for Database {
         self.write(|conn| {
             diesel::delete(secure_email_domains::table).execute(conn)?;
             for chunk in patterns.chunks(CHUNK) {
-                let rows: Vec<_> = chunk
-                    .iter()
-                    .map(|p| {
-                        (
-                            secure_email_domains::pattern.eq(p.to_string()),
-                            secure_email_domains::imported_at.eq(imported_at),
-                        )
-                    })
-                    .collect();
-                // Multi-row VALUES is not in the backends' common SQL subset.
-                let insert = diesel::insert_into(secure_email_domains::table).values(&rows);
-                match conn {
-                    DbConnection::Sqlite(c) => insert.execute(c)?,
-                    DbConnection::Postgres(c) => insert.execute(c)?,
-                };
+                let chunk: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+                dialect::insert_secure_domains(conn, &chunk, imported_at)?;
             }
             append_event(conn, event)?;
             let stored: i64 = secure_email_domains::table.count().get_result(conn)?;

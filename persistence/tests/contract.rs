@@ -434,3 +434,501 @@ backend_tests! {
         assert_eq!(db.list_keys(org.id).unwrap().len(), 2);
     }
 }
+
+mod onboarding {
+    //! Evidence, agreements, organisation status and the store's unique rules.
+
+    use chrono::NaiveDate;
+    use gateway_domain::agreement::{
+        AddressBookAttribute, AddressBookScope, AgreementSignature, FreeBusyDetail, FreeBusyScope,
+        OdsSelection, ReviewCheck, Scopes, Signatory, SuspensionCause, Term,
+    };
+    use gateway_domain::contact::EmailAddress;
+    use gateway_domain::evidence::{
+        DocumentInfo, EvidenceDetails, EvidenceForm, Verdict, VerdictKind,
+    };
+    use gateway_domain::text::{PersonName, Reason, ShortText};
+    use gateway_domain::{
+        Agreement, AgreementId, AgreementRepository, AgreementState, Evidence, EvidenceId,
+        EvidenceRepository, OdsCode, OrganisationStatus,
+    };
+
+    use super::*;
+
+    fn day(raw: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(raw, "%Y-%m-%d").unwrap()
+    }
+
+    fn subject_event(action: AuditAction, subject_type: &'static str, id: String) -> NewAuditEvent {
+        NewAuditEvent {
+            subject_type,
+            subject_id: Some(id),
+            ..event(action, None)
+        }
+    }
+
+    fn dspt(organisation: OrganisationId, document: Option<&[u8]>) -> Evidence {
+        let details = EvidenceDetails::parse(
+            &EvidenceForm {
+                kind: "dspt_assessment".into(),
+                title: Some("DSPT 2026/27".into()),
+                dspt_status: Some("standards_met".into()),
+                published_on: Some(day("2026-06-30")),
+                expires_on: Some(day("2027-06-30")),
+                ..EvidenceForm::default()
+            },
+            day("2026-11-29"),
+        )
+        .unwrap();
+        Evidence {
+            id: EvidenceId::new(),
+            organisation_id: organisation,
+            details,
+            document: document.map(|bytes| DocumentInfo {
+                sha256: "cd".repeat(32),
+                size: bytes.len() as u64,
+                filename: "dspt.pdf".into(),
+            }),
+            submitted_at: now(),
+            verdict: None,
+            superseded_by: None,
+        }
+    }
+
+    fn ico(organisation: OrganisationId) -> Evidence {
+        let details = EvidenceDetails::parse(
+            &EvidenceForm {
+                kind: "ico_registration".into(),
+                registration_number: Some("za123456".into()),
+                expires_on: Some(day("2027-03-31")),
+                ..EvidenceForm::default()
+            },
+            day("2026-11-29"),
+        )
+        .unwrap();
+        Evidence {
+            details,
+            ..dspt(organisation, None)
+        }
+    }
+
+    fn verdict(kind: VerdictKind) -> Verdict {
+        Verdict {
+            verdict: kind,
+            reason: Reason::parse("Checked against the register.\nFine.").unwrap(),
+            by: "reviewer-1".into(),
+            at: now(),
+        }
+    }
+
+    fn submit(
+        db: &Database,
+        item: &Evidence,
+        document: Option<&[u8]>,
+        supersede: &[EvidenceId],
+    ) -> Result<Evidence, RepositoryError> {
+        db.add_evidence(
+            item,
+            document,
+            supersede,
+            &subject_event(
+                AuditAction::EvidenceSubmitted,
+                "evidence",
+                item.id.to_string(),
+            ),
+        )
+    }
+
+    fn judge(
+        db: &Database,
+        id: EvidenceId,
+        kind: VerdictKind,
+        supersede: &[EvidenceId],
+    ) -> Result<Evidence, RepositoryError> {
+        db.judge_evidence(
+            id,
+            &verdict(kind),
+            supersede,
+            &subject_event(AuditAction::EvidenceJudged, "evidence", id.to_string()),
+        )
+    }
+
+    /// A document of `len` bytes using every byte value (NUL included).
+    fn document(len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i.wrapping_mul(31) ^ (i >> 8)) as u8)
+            .collect()
+    }
+
+    fn agreement(organisation: OrganisationId, state: AgreementState) -> Agreement {
+        let at = now();
+        Agreement {
+            id: AgreementId::new(),
+            organisation_id: organisation,
+            template_version: "2026-11".into(),
+            template_sha256: "ab".repeat(32),
+            scopes: Scopes {
+                address_book: Some(AddressBookScope {
+                    attributes: vec![
+                        AddressBookAttribute::DisplayName,
+                        AddressBookAttribute::Surname,
+                    ],
+                    organisations: OdsSelection::Only(vec![
+                        OdsCode::parse("AB1").unwrap(),
+                        OdsCode::parse("RR8").unwrap(),
+                    ]),
+                }),
+                free_busy: Some(FreeBusyScope {
+                    detail: FreeBusyDetail::LimitedDetails,
+                    organisations: OdsSelection::All,
+                }),
+            },
+            term: Term {
+                starts_on: day("2026-12-01"),
+                ends_on: day("2028-11-30"),
+            },
+            signatory: Signatory {
+                name: PersonName::parse("Ada Lovelace").unwrap(),
+                role: ShortText::parse("Caldicott Guardian").unwrap(),
+                email: EmailAddress::parse("ada@example.org").unwrap(),
+            },
+            state,
+            state_reason: None,
+            suspension: None,
+            signature: Some(AgreementSignature {
+                jws: "eyJhbGciOiJFZERTQSJ9..c2ln".into(),
+                kid: "k1".into(),
+                alg: "EdDSA".into(),
+                jwk: serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "AAA"}),
+                payload: "{\"agreement_id\":\"x\"}".into(),
+                signed_at: at,
+            }),
+            check: Some(ReviewCheck {
+                by: "reviewer-1".into(),
+                at,
+                version: Version(3),
+                evidence: "fp".into(),
+            }),
+            limited_details_granted: false,
+            version: Version::FIRST,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    fn create(db: &Database, a: &Agreement) -> Result<Agreement, RepositoryError> {
+        db.create_agreement(
+            a,
+            &subject_event(AuditAction::AgreementDrafted, "agreement", a.id.to_string()),
+        )
+    }
+
+    fn changed(a: &Agreement, state: AgreementState) -> (Version, Agreement) {
+        let mut next = a.clone();
+        next.state = state;
+        next.version = a.version.next();
+        next.updated_at = a.updated_at + Duration::seconds(1);
+        (a.version, next)
+    }
+
+    fn change_event(a: &Agreement) -> NewAuditEvent {
+        subject_event(AuditAction::AgreementChanged, "agreement", a.id.to_string())
+    }
+
+    backend_tests! {
+        fn evidence_is_stored_listed_and_superseded(backend) {
+            let test = TestDatabase::new(backend);
+            let db = test.open();
+            let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+            let bytes = document(300 * 1024);
+            let first = dspt(org.id, Some(&bytes));
+            let stored = submit(&db, &first, Some(&bytes), &[]).unwrap();
+            assert_eq!(stored, first);
+            let licence = ico(org.id);
+            assert_eq!(submit(&db, &licence, None, &[]).unwrap(), licence);
+            assert_eq!(licence.details.registration_number.as_deref(), Some("ZA123456"));
+
+            assert_eq!(db.get_evidence(first.id).unwrap().unwrap(), first);
+            assert!(db.get_evidence(EvidenceId::new()).unwrap().is_none());
+            assert_eq!(db.document(first.id).unwrap().unwrap(), bytes, "documents round-trip byte for byte");
+            assert!(db.document(licence.id).unwrap().is_none());
+            assert!(db.document(EvidenceId::new()).unwrap().is_none());
+
+            // A newer item supersedes the listed ones, atomically with its insert.
+            let second = dspt(org.id, None);
+            submit(&db, &second, None, &[first.id]).unwrap();
+            assert_eq!(db.get_evidence(first.id).unwrap().unwrap().superseded_by, Some(second.id));
+            let listed: Vec<_> = db.list_evidence(org.id).unwrap().iter().map(|e| e.id).collect();
+            assert_eq!(listed, [second.id, licence.id, first.id], "newest first");
+            let other = register(&db, "CD456", &["two.example.org"]).unwrap();
+            assert!(db.list_evidence(other.id).unwrap().is_empty());
+
+            let events_before = audit_count(&db);
+            assert!(matches!(submit(&db, &dspt(OrganisationId::new(), None), None, &[]), Err(RepositoryError::NotFound)));
+            assert_eq!(audit_count(&db), events_before);
+        }
+
+        fn a_judged_item_never_changes(backend) {
+            let test = TestDatabase::new(backend);
+            let db = test.open();
+            let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+            let older = dspt(org.id, None);
+            submit(&db, &older, None, &[]).unwrap();
+            judge(&db, older.id, VerdictKind::Accepted, &[]).unwrap();
+            let newer = dspt(org.id, None);
+            submit(&db, &newer, None, &[]).unwrap();
+
+            // Accepting the newer item supersedes the older accepted one.
+            let judged = judge(&db, newer.id, VerdictKind::Accepted, &[older.id]).unwrap();
+            let recorded = judged.verdict.clone().unwrap();
+            assert_eq!((recorded.verdict, recorded.by.as_str()), (VerdictKind::Accepted, "reviewer-1"));
+            assert_eq!(recorded.reason.as_str(), "Checked against the register.\nFine.");
+            assert_eq!(db.get_evidence(newer.id).unwrap().unwrap(), judged);
+            let older_now = db.get_evidence(older.id).unwrap().unwrap();
+            assert_eq!(older_now.superseded_by, Some(newer.id));
+            assert_eq!(older_now.verdict.unwrap().verdict, VerdictKind::Accepted, "its verdict stays on record");
+
+            let events_before = audit_count(&db);
+            let again = judge(&db, newer.id, VerdictKind::Rejected, &[]).unwrap_err();
+            assert!(matches!(again, RepositoryError::VersionMismatch { .. }), "{again:?}");
+            assert_eq!(db.get_evidence(newer.id).unwrap().unwrap(), judged, "unchanged");
+            // A superseded, unjudged item cannot be judged either.
+            let pending = dspt(org.id, None);
+            submit(&db, &pending, None, &[]).unwrap();
+            let replacement = dspt(org.id, None);
+            submit(&db, &replacement, None, &[pending.id]).unwrap();
+            let events_before = events_before + 2;
+            let superseded = judge(&db, pending.id, VerdictKind::Accepted, &[]).unwrap_err();
+            assert!(matches!(superseded, RepositoryError::VersionMismatch { .. }), "{superseded:?}");
+            assert!(matches!(judge(&db, EvidenceId::new(), VerdictKind::Accepted, &[]), Err(RepositoryError::NotFound)));
+            assert_eq!(audit_count(&db), events_before, "refused judgements record nothing");
+            assert_eq!(db.events_about("evidence", &newer.id.to_string(), 10).unwrap().iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["evidence.submitted", "evidence.judged"]);
+        }
+
+        fn concurrent_judgements_have_one_winner(backend) {
+            let test = TestDatabase::new(backend);
+            let db = Arc::new(test.open());
+            let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+            let item = dspt(org.id, None);
+            submit(&db, &item, None, &[]).unwrap();
+            let barrier = Arc::new(Barrier::new(4));
+            let handles: Vec<_> = (0..4)
+                .map(|i| {
+                    let (db, barrier) = (db.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        judge(&db, item.id, if i % 2 == 0 { VerdictKind::Accepted } else { VerdictKind::Rejected }, &[])
+                    })
+                })
+                .collect();
+            let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+            assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(RepositoryError::VersionMismatch { .. }))), "{results:?}");
+        }
+
+        fn agreements_round_trip_and_list_in_order(backend) {
+            let test = TestDatabase::new(backend);
+            let db = test.open();
+            let a = register(&db, "AB123", &["one.example.org"]).unwrap();
+            let b = register(&db, "CD456", &["two.example.org"]).unwrap();
+            let mut mine = Vec::new();
+            for i in 0..3 {
+                let mut draft = agreement(a.id, AgreementState::Draft);
+                draft.created_at += Duration::seconds(i);
+                if i == 1 {
+                    draft.signature = None;
+                    draft.check = None;
+                    draft.scopes.address_book = None;
+                    draft.state_reason = Some(Reason::parse("needs a second look").unwrap());
+                    draft.suspension = Some(SuspensionCause::EvidenceLapsed);
+                    draft.limited_details_granted = true;
+                }
+                assert_eq!(create(&db, &draft).unwrap(), draft);
+                mine.push(draft);
+            }
+            let theirs = create(&db, &agreement(b.id, AgreementState::Submitted)).unwrap();
+            for stored in &mine {
+                assert_eq!(&db.get_agreement(stored.id).unwrap().unwrap(), stored);
+            }
+            assert!(db.get_agreement(AgreementId::new()).unwrap().is_none());
+            let listed: Vec<_> = db.list_agreements(a.id).unwrap().iter().map(|x| x.id).collect();
+            assert_eq!(listed, [mine[2].id, mine[1].id, mine[0].id], "newest first");
+
+            // By state, oldest first, in pages.
+            let page = db.list_agreements_by_state(None, None, 2).unwrap();
+            assert_eq!(page.iter().map(|x| x.id).collect::<Vec<_>>(), [mine[0].id, mine[1].id]);
+            let rest = db.list_agreements_by_state(None, Some(page[1].id), 10).unwrap();
+            assert_eq!(rest.iter().map(|x| x.id).collect::<Vec<_>>(), [mine[2].id, theirs.id]);
+            let drafts = db.list_agreements_by_state(Some(AgreementState::Draft), Some(mine[0].id), 10).unwrap();
+            assert_eq!(drafts.iter().map(|x| x.id).collect::<Vec<_>>(), [mine[1].id, mine[2].id]);
+            let submitted = db.list_agreements_by_state(Some(AgreementState::Submitted), None, 10).unwrap();
+            assert_eq!(submitted, [theirs]);
+
+            let events_before = audit_count(&db);
+            let orphan = agreement(OrganisationId::new(), AgreementState::Draft);
+            assert!(matches!(create(&db, &orphan), Err(RepositoryError::NotFound)));
+            assert_eq!(audit_count(&db), events_before);
+        }
+
+        fn saving_agreements_is_all_or_nothing(backend) {
+            let test = TestDatabase::new(backend);
+            let db = test.open();
+            let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+            let first = create(&db, &agreement(org.id, AgreementState::Draft)).unwrap();
+            let second = create(&db, &agreement(org.id, AgreementState::Draft)).unwrap();
+            let events_before = audit_count(&db);
+
+            let (expected, mut next_first) = changed(&first, AgreementState::Submitted);
+            next_first.signature = None;
+            next_first.state_reason = Some(Reason::parse("ready").unwrap());
+            let (_, next_second) = changed(&second, AgreementState::Submitted);
+            let stale = Version(7);
+            let error = db
+                .save_agreements(&[(expected, next_first.clone()), (stale, next_second.clone())], &[change_event(&first), change_event(&second)])
+                .unwrap_err();
+            assert!(matches!(error, RepositoryError::VersionMismatch { current: Version(1) }), "{error:?}");
+            assert_eq!(db.get_agreement(first.id).unwrap().unwrap(), first, "the first change was rolled back");
+            assert_eq!(db.get_agreement(second.id).unwrap().unwrap(), second);
+            assert_eq!(audit_count(&db), events_before);
+
+            let ghost = agreement(org.id, AgreementState::Draft);
+            let error = db.save_agreements(&[(Version::FIRST, ghost.clone())], &[change_event(&ghost)]).unwrap_err();
+            assert!(matches!(error, RepositoryError::NotFound), "{error:?}");
+
+            db.save_agreements(&[(expected, next_first.clone()), (second.version, next_second.clone())], &[change_event(&first), change_event(&second)]).unwrap();
+            assert_eq!(db.get_agreement(first.id).unwrap().unwrap(), next_first, "None fields are written as NULL");
+            assert_eq!(db.get_agreement(second.id).unwrap().unwrap(), next_second);
+            assert_eq!(audit_count(&db), events_before + 2);
+            // The old version is stale now.
+            let error = db.save_agreements(&[(expected, next_first.clone())], &[]).unwrap_err();
+            assert!(matches!(error, RepositoryError::VersionMismatch { current: Version(2) }), "{error:?}");
+        }
+
+        fn one_agreement_in_force_per_organisation(backend) {
+            let test = TestDatabase::new(backend);
+            let db = test.open();
+            let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+            let old = create(&db, &agreement(org.id, AgreementState::Submitted)).unwrap();
+            let (v, approved) = changed(&old, AgreementState::Approved);
+            db.save_agreements(&[(v, approved.clone())], &[change_event(&old)]).unwrap();
+            let new = create(&db, &agreement(org.id, AgreementState::Submitted)).unwrap();
+            let events_before = audit_count(&db);
+
+            // A second agreement in force is refused by the store, whatever the caller checked.
+            let (v, second) = changed(&new, AgreementState::Approved);
+            let error = db.save_agreements(&[(v, second.clone())], &[change_event(&new)]).unwrap_err();
+            assert!(matches!(error, RepositoryError::Conflict(Conflict::Unique { ref constraint }) if constraint.contains("agreements")), "{error:?}");
+            let error = create(&db, &agreement(org.id, AgreementState::Suspended)).unwrap_err();
+            assert!(matches!(error, RepositoryError::Conflict(Conflict::Unique { .. })), "{error:?}");
+            assert_eq!(db.get_agreement(new.id).unwrap().unwrap(), new);
+            assert_eq!(audit_count(&db), events_before);
+
+            // Replacing the one in force in one call works in the order the domain lists it
+            // (approve the new, then revoke the old).
+            let (v_old, revoked) = changed(&approved, AgreementState::Revoked);
+            db.save_agreements(&[(v, second.clone()), (v_old, revoked.clone())], &[change_event(&new), change_event(&old)]).unwrap();
+            assert_eq!(db.get_agreement(new.id).unwrap().unwrap().state, AgreementState::Approved);
+            assert_eq!(db.get_agreement(old.id).unwrap().unwrap().state, AgreementState::Revoked);
+
+            // Other organisations are unaffected.
+            let other = register(&db, "CD456", &["two.example.org"]).unwrap();
+            create(&db, &agreement(other.id, AgreementState::Approved)).unwrap();
+        }
+
+        fn concurrent_approvals_have_one_winner(backend) {
+            let test = TestDatabase::new(backend);
+            let db = Arc::new(test.open());
+            let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+            let candidates: Vec<_> = (0..4).map(|_| create(&db, &agreement(org.id, AgreementState::Submitted)).unwrap()).collect();
+            let barrier = Arc::new(Barrier::new(candidates.len()));
+            let handles: Vec<_> = candidates
+                .into_iter()
+                .map(|a| {
+                    let (db, barrier) = (db.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let (v, next) = changed(&a, AgreementState::Approved);
+                        barrier.wait();
+                        db.save_agreements(&[(v, next)], &[change_event(&a)])
+                    })
+                })
+                .collect();
+            let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+            assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(RepositoryError::Conflict(Conflict::Unique { .. })))), "{results:?}");
+            assert_eq!(db.list_agreements_by_state(Some(AgreementState::Approved), None, 10).unwrap().len(), 1);
+        }
+
+        fn rejecting_an_organisation_frees_its_ods_code_and_domains(backend) {
+            let test = TestDatabase::new(backend);
+            let db = test.open();
+            let squatter = register(&db, "AB123", &["one.example.org", "two.example.org"]).unwrap();
+            assert_eq!(squatter.status, OrganisationStatus::Active);
+            assert_eq!(squatter.status_reason, None);
+            assert!(matches!(register(&db, "AB123", &["three.example.org"]), Err(RepositoryError::Conflict(Conflict::OdsCodeTaken(_)))));
+            assert!(matches!(register(&db, "CD456", &["two.example.org"]), Err(RepositoryError::Conflict(Conflict::DomainTaken(_)))));
+
+            let mut rejected = squatter.clone();
+            rejected.status = OrganisationStatus::Rejected;
+            rejected.status_reason = Some(Reason::parse("Not the organisation with this ODS code.").unwrap());
+            rejected.version = squatter.version.next();
+            rejected.updated_at = squatter.updated_at + Duration::seconds(1);
+            let stored = db.update(squatter.version, &rejected, &event(AuditAction::OrganisationRejected, Some(squatter.id))).unwrap();
+            assert_eq!(stored, rejected, "a rejected registration stays on record, domains included");
+            assert_eq!(db.get(squatter.id).unwrap().unwrap(), rejected);
+
+            let rightful = register(&db, "ab123", &["two.example.org", "one.example.org"]).unwrap();
+            assert_eq!(rightful.ods_code, squatter.ods_code);
+            assert_eq!(db.get(squatter.id).unwrap().unwrap().status, OrganisationStatus::Rejected);
+            // The code and domains now belong to the rightful organisation: the rejected one
+            // cannot take them back.
+            let mut revived = rejected.clone();
+            revived.status = OrganisationStatus::Active;
+            revived.status_reason = None;
+            revived.version = rejected.version.next();
+            let error = db.update(rejected.version, &revived, &event(AuditAction::OrganisationUpdated, Some(squatter.id))).unwrap_err();
+            assert!(matches!(error, RepositoryError::Conflict(Conflict::OdsCodeTaken(_))), "{error:?}");
+            // A second rejected registration of the same code is fine too.
+            let mut also_rejected = rightful.clone();
+            also_rejected.status = OrganisationStatus::Rejected;
+            also_rejected.version = rightful.version.next();
+            db.update(rightful.version, &also_rejected, &event(AuditAction::OrganisationRejected, Some(rightful.id))).unwrap();
+            register(&db, "Ab123", &["one.example.org"]).unwrap(); // (another credential selector)
+        }
+
+        fn unique_violations_surface_as_named_conflicts(backend) {
+            let test = TestDatabase::new(backend);
+            let db = test.open();
+            let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+            let draft = agreement(org.id, AgreementState::Draft);
+            create(&db, &draft).unwrap();
+            let events_before = audit_count(&db);
+            match create(&db, &draft).unwrap_err() {
+                RepositoryError::Conflict(Conflict::Unique { constraint }) => {
+                    assert!(constraint.contains("agreements"), "{constraint}");
+                }
+                other => panic!("expected Conflict::Unique, got {other:?}"),
+            }
+            let item = dspt(org.id, None);
+            submit(&db, &item, None, &[]).unwrap();
+            assert!(matches!(submit(&db, &item, None, &[]), Err(RepositoryError::Conflict(Conflict::Unique { .. }))));
+            assert_eq!(audit_count(&db), events_before + 1);
+        }
+
+        fn events_about_one_subject_oldest_first(backend) {
+            let test = TestDatabase::new(backend);
+            let db = test.open();
+            let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+            let other = register(&db, "CD456", &["two.example.org"]).unwrap();
+            for i in 0..3 {
+                db.append(&NewAuditEvent { details: serde_json::json!({ "i": i }), ..event(AuditAction::OrganisationUpdated, Some(org.id)) }).unwrap();
+            }
+            db.append(&subject_event(AuditAction::AgreementDrafted, "agreement", org.id.to_string())).unwrap();
+            let about = db.events_about("organisation", &org.id.to_string(), 10).unwrap();
+            assert_eq!(about.iter().map(|e| e.action.as_str()).collect::<Vec<_>>(), ["organisation.registered", "organisation.updated", "organisation.updated", "organisation.updated"]);
+            assert!(about.windows(2).all(|w| w[0].seq < w[1].seq));
+            assert_eq!(db.events_about("organisation", &org.id.to_string(), 2).unwrap().len(), 2);
+            assert_eq!(db.events_about("organisation", &other.id.to_string(), 10).unwrap().len(), 1);
+            assert!(db.events_about("organisation", "nobody", 10).unwrap().is_empty());
+        }
+    }
+}

@@ -18,6 +18,7 @@ if (!redirectUri) {
 const ROLES = {
   reviewer1: ['reviewer'],
   approver1: ['approver', 'reviewer'],
+  approver2: ['approver'],
   auditor1: ['auditor'],
   nobody: [],
 };

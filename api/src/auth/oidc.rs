@@ -189,6 +189,7 @@ impl Oidc {
                 .map(|n| n.to_string()),
             email: claims.email().map(|e| e.to_string()),
             roles: self.roles(&payload),
+            person: true,
         })
     }
 
@@ -262,6 +263,8 @@ impl Oidc {
 
     /// Verifies a provider-issued JWT access token: signature (provider keys), issuer,
     /// audience, expiry; then reads its roles.
+    /// Checks a provider-issued bearer token; `person` is set when it was issued to a person
+    /// (authorization-code flow: its subject is not the client it was issued to).
     pub async fn verify_bearer(&self, token: &str) -> Result<ReviewerIdentity, OidcError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| OidcError::Rejected("not a signed JWT".to_owned()))?;
@@ -319,6 +322,18 @@ impl Oidc {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             roles: self.roles(&claims),
+            person: names_a_person(&claims),
         })
     }
+}
+
+/// Whether a provider access token names a person rather than the client itself: client
+/// credentials tokens carry the client as their subject.
+fn names_a_person(claims: &Value) -> bool {
+    let subject = claims.get("sub").and_then(Value::as_str);
+    let client = claims
+        .get("client_id")
+        .or_else(|| claims.get("azp"))
+        .and_then(Value::as_str);
+    matches!((subject, client), (Some(sub), Some(client)) if sub != client)
 }

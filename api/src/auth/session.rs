@@ -29,6 +29,16 @@ pub struct LoginState {
 struct SessionData {
     identity: ReviewerIdentity,
     exp: i64,
+    /// Sent back in `X-CSRF-Token` on every change made with this session.
+    #[serde(default)]
+    csrf: String,
+}
+
+/// A valid session: who, and the token its changes must carry.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub identity: ReviewerIdentity,
+    pub csrf_token: String,
 }
 
 pub struct SessionCodec {
@@ -103,9 +113,12 @@ impl SessionCodec {
     }
 
     pub fn session_cookie(&self, identity: &ReviewerIdentity) -> Cookie<'static> {
+        let mut csrf = [0u8; 32];
+        rand::Rng::fill(&mut rand::rng(), &mut csrf[..]);
         let data = SessionData {
             identity: identity.clone(),
             exp: (Utc::now() + self.lifetime).timestamp(),
+            csrf: crate::auth::b64(&csrf),
         };
         self.seal(
             SESSION_COOKIE,
@@ -117,8 +130,16 @@ impl SessionCodec {
 
     /// The reviewer of a valid, unexpired session cookie.
     pub fn session(&self, req: &HttpRequest) -> Option<ReviewerIdentity> {
+        self.session_with_csrf(req).map(|s| s.identity)
+    }
+
+    /// The valid, unexpired session of the request, with its CSRF token.
+    pub fn session_with_csrf(&self, req: &HttpRequest) -> Option<Session> {
         let data: SessionData = self.open(req, SESSION_COOKIE)?;
-        (data.exp > Utc::now().timestamp()).then_some(data.identity)
+        (data.exp > Utc::now().timestamp() && !data.csrf.is_empty()).then_some(Session {
+            identity: data.identity,
+            csrf_token: data.csrf,
+        })
     }
 
     pub fn login_cookie(&self, state: &LoginState) -> Cookie<'static> {

@@ -1,14 +1,34 @@
 //! Every route, registered with `.service(...)` so registering a route documents it.
 
+use actix_web::HttpRequest;
+use gateway_domain::services::Context;
+use gateway_domain::{Actor, ReviewerIdentity};
 use utoipa_actix_web::service_config::ServiceConfig;
 
+use crate::extract::{RequestId, ReviewerCaller};
+
+pub mod agreements;
+pub mod evidence;
 pub mod fallback;
 pub mod health;
 pub mod keys;
 pub mod oauth;
 pub mod problems;
 pub mod registrations;
+pub mod review;
 pub mod reviewers;
+
+/// The audit context of a reviewer's request, and the reviewer.
+pub(crate) fn reviewer_context(
+    req: &HttpRequest,
+    caller: ReviewerCaller,
+) -> (Context, ReviewerIdentity) {
+    let ctx = Context {
+        actor: Actor::Reviewer(caller.0.subject.clone()),
+        request_id: RequestId::of(req),
+    };
+    (ctx, caller.0)
+}
 
 pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(registrations::register)
@@ -28,5 +48,23 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(reviewers::logout)
         .service(reviewers::openid_configuration)
         .service(reviewers::list_organisations)
-        .service(reviewers::audit_events);
+        .service(reviewers::audit_events)
+        .service(evidence::submit)
+        .service(evidence::list)
+        .service(evidence::own_document)
+        .service(evidence::review_document)
+        .service(evidence::verdict)
+        .service(agreements::templates)
+        .service(agreements::create)
+        .service(agreements::list)
+        .service(agreements::get)
+        .service(agreements::update_draft)
+        .service(agreements::signing_payload)
+        .service(agreements::sign)
+        .service(agreements::submit)
+        .service(agreements::current_grant)
+        .service(review::queue)
+        .service(review::get_agreement)
+        .service(review::transition)
+        .service(review::reject_registration);
 }

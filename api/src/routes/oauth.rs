@@ -143,13 +143,24 @@ fn authenticate(
     let verified = verified?;
     let (allowed, organisation) = match publisher(&verified.client) {
         Some(_) => (vec![Scope::DirectoryWrite, Scope::CalendarWrite], None),
-        // Data scopes come only from approved agreements.
-        None => (
-            vec![Scope::OrganisationManage],
-            uuid::Uuid::parse_str(&verified.client)
+        // Data scopes come only from the agreement in force now.
+        None => {
+            let organisation = uuid::Uuid::parse_str(&verified.client)
                 .ok()
-                .map(OrganisationId::from_uuid),
-        ),
+                .map(OrganisationId::from_uuid);
+            let mut allowed = vec![Scope::OrganisationManage];
+            if let Some(id) = organisation {
+                match state.services.current_grant(id) {
+                    Ok(grant) => allowed.extend(grant.iter().flat_map(|g| g.scopes())),
+                    Err(gateway_domain::services::ServiceError::Storage(error)) => {
+                        return Err(Failure::Storage(error))
+                    }
+                    Err(_) => {}
+                }
+            }
+            allowed.sort();
+            (allowed, organisation)
+        }
     };
     let scopes = match params.get("scope") {
         None => allowed,

@@ -6,19 +6,18 @@ use std::time::Instant;
 use actix_web::http::header::{self, ETag, EntityTag};
 use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use gateway_domain::organisation::{ChangeForm, RegistrationForm};
-use gateway_domain::{
-    Actor, AuditAction, NewAuditEvent, NewOrganisation, Organisation, OrganisationChange,
-    OrganisationId,
-};
+use gateway_domain::services::Context;
+use gateway_domain::{Actor, Organisation, OrganisationId};
 use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use crate::credentials;
 use crate::dto::{
-    OrganisationPatch, OrganisationResponse, RegistrationRequest, RegistrationResponse,
+    OnboardingDto, OrganisationPatch, OrganisationResponse, RegistrationRequest,
+    RegistrationResponse,
 };
 use crate::error::{ApiError, Problem};
-use crate::extract::{IfMatch, JsonBody, OrganisationCaller, RequestId};
+use crate::extract::{IfMatch, JsonBody, OptionalIfMatch, OrganisationCaller, RequestId};
 use crate::state::AppState;
 
 fn organisation_path(id: OrganisationId) -> String {
@@ -93,28 +92,16 @@ pub async fn register(
     body: JsonBody<RegistrationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     check_rate_limit(&state, &req)?;
-    let new =
-        NewOrganisation::parse(&RegistrationForm::from(&body.0)).map_err(ApiError::Validation)?;
-    let id = OrganisationId::new();
+    let form = RegistrationForm::from(&body.0);
     let minted = credentials::mint();
-    let at = state.clock.now();
-    let event = NewAuditEvent {
-        occurred_at: at,
+    let ctx = Context {
         actor: Actor::Anonymous,
-        action: AuditAction::OrganisationRegistered,
-        subject_type: "organisation",
-        subject_id: Some(id.to_string()),
         request_id: RequestId::of(&req),
-        details: serde_json::json!({
-            "ods_code": new.ods_code.as_str(),
-            "name": new.name.as_str(),
-            "domains": new.domains.iter().map(|d| d.as_str()).collect::<Vec<_>>(),
-            "client_ip": req.peer_addr().map(|a| a.ip().to_string()),
-        }),
     };
-    let repo = state.organisations.clone();
+    let client_ip = req.peer_addr().map(|a| a.ip().to_string());
+    let services = state.services.clone();
     let digest = minted.digest.clone();
-    let org = web::block(move || repo.create(id, &new, &digest, at, &event)).await??;
+    let org = web::block(move || services.register(&ctx, &form, &digest, client_ip)).await??;
     tracing::info!(organisation_id = %org.id, ods_code = %org.ods_code, "organisation registered");
     let path = organisation_path(org.id);
     let body = RegistrationResponse {
@@ -153,14 +140,19 @@ pub async fn get_organisation(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let id = own_organisation(caller, &id)?;
-    let repo = state.organisations.clone();
-    let org = web::block(move || repo.get(id))
-        .await??
-        .ok_or(ApiError::NotFound)?;
+    let services = state.services.clone();
+    let (org, onboarding) = web::block(move || {
+        let org = services.organisation(id)?;
+        let onboarding = services.onboarding_status(&org)?;
+        Ok::<_, ApiError>((org, onboarding))
+    })
+    .await??;
+    let mut body = OrganisationResponse::from(&org);
+    body.onboarding = Some(OnboardingDto::from(&onboarding));
     Ok(HttpResponse::Ok()
         .insert_header(etag(&org))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(OrganisationResponse::from(&org)))
+        .json(body))
 }
 
 /// Change an organisation's registration (JSON merge patch).
@@ -205,32 +197,16 @@ pub async fn update_organisation(
     body: JsonBody<OrganisationPatch>,
 ) -> Result<HttpResponse, ApiError> {
     let id = own_organisation(caller, &id)?;
-    let change =
-        OrganisationChange::parse(&ChangeForm::from(&body.0)).map_err(ApiError::Validation)?;
-    let repo = state.organisations.clone();
-    let current = web::block(move || repo.get(id))
-        .await??
-        .ok_or(ApiError::NotFound)?;
-    if !if_match.matches(current.version) {
-        return Err(ApiError::PreconditionFailed);
-    }
-    let (next, changed) = change.apply(&current, state.clock.now());
-    let org = if changed.is_empty() {
-        current
-    } else {
-        let event = NewAuditEvent {
-            occurred_at: next.updated_at,
-            actor: Actor::Organisation(caller.0),
-            action: AuditAction::OrganisationUpdated,
-            subject_type: "organisation",
-            subject_id: Some(id.to_string()),
-            request_id: RequestId::of(&req),
-            details: serde_json::json!({ "changed": changed, "version": next.version.0 }),
-        };
-        let repo = state.organisations.clone();
-        let expected = current.version;
-        web::block(move || repo.update(expected, &next, &event)).await??
+    let form = ChangeForm::from(&body.0);
+    let precondition = OptionalIfMatch(Some(if_match)).precondition();
+    let ctx = Context {
+        actor: Actor::Organisation(caller.0),
+        request_id: RequestId::of(&req),
     };
+    let services = state.services.clone();
+    let org =
+        web::block(move || services.change_registration(&ctx, id, precondition.as_ref(), &form))
+            .await??;
     Ok(HttpResponse::Ok()
         .insert_header(etag(&org))
         .insert_header((header::CACHE_CONTROL, "no-store"))

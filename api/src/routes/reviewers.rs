@@ -157,10 +157,18 @@ pub async fn callback(
     security(("reviewer_session" = []), ("reviewer_oidc" = []))
 )]
 #[get("/auth/me")]
-pub async fn me(caller: ReviewerCaller) -> HttpResponse {
+pub async fn me(
+    caller: ReviewerCaller,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> HttpResponse {
+    let mut body = ReviewerResponse::from(&caller.0);
+    if crate::extract::bearer(&req).is_none() {
+        body.csrf_token = state.sessions.session_with_csrf(&req).map(|s| s.csrf_token);
+    }
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(ReviewerResponse::from(&caller.0))
+        .json(body)
 }
 
 /// Sign out: ends the session in this browser.

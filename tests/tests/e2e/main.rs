@@ -9,5 +9,6 @@ mod support;
 
 mod health;
 mod identity;
+mod onboarding;
 mod registrations;
 mod reviewers;

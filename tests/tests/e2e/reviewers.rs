@@ -16,7 +16,7 @@ use crate::support::{problem_of, registration_typed, settings_for, TestApp};
 const AUDIENCE: &str = "urn:federation-gateway";
 
 /// A gateway wired to its own provider.
-async fn gateway_with_provider(backend: Backend) -> (TestApp, OidcProvider) {
+pub(crate) async fn gateway_with_provider(backend: Backend) -> (TestApp, OidcProvider) {
     let database = Arc::new(TestDatabase::new(backend));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -45,7 +45,7 @@ fn form_action(issuer: &str, html: &str) -> String {
 /// Signs in as `login` the way a browser does: follow the redirects, fill in the provider's
 /// login form, give consent, come back. Returns the browser (with its cookies) and what the
 /// last page said.
-async fn browser_sign_in(
+pub(crate) async fn browser_sign_in(
     app: &TestApp,
     provider: &OidcProvider,
     login: &str,

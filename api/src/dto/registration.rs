@@ -1,11 +1,12 @@
-//! Wire types: what the API reads and writes as JSON, documented for OpenAPI. Joined to the
-//! domain with `From`; never stored.
+//! Registration: the organisation as registered, created and patched.
 
 use chrono::{DateTime, Utc};
 use gateway_domain::organisation::{ChangeForm, ContactForm, RegistrationForm};
 use gateway_domain::{Contact, Organisation};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
+
+use crate::error::{field_problems, FieldProblem};
 
 /// The kind of care environment.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
@@ -217,10 +218,45 @@ pub struct OrganisationResponse {
     pub domains: Vec<DomainDto>,
     pub contacts: ContactsDto,
     pub business_need: String,
+    /// `active`, or `rejected` by reviewers (its ODS code and domains then stop counting).
+    #[schema(value_type = OrganisationStatusDto)]
+    pub status: String,
+    /// Why reviewers rejected the registration.
+    pub status_reason: Option<String>,
+    /// Where the organisation stands: shown when the organisation reads itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onboarding: Option<OnboardingDto>,
     /// Increases with every change; the ETag is this number in quotes.
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Whether a registration stands.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = OrganisationStatus)]
+pub enum OrganisationStatusDto {
+    Active,
+    Rejected,
+}
+
+/// What the organisation still needs, each as a field and a rule with a sentence.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OnboardingDto {
+    /// Before an agreement can be submitted (keys, a signed draft).
+    pub missing_for_submission: Vec<FieldProblem>,
+    /// Before reviewers can approve it (evidence accepted and unexpired, a submitted agreement, a reviewer's check).
+    pub missing_for_approval: Vec<FieldProblem>,
+}
+
+impl From<&gateway_domain::services::agreements::OnboardingStatus> for OnboardingDto {
+    fn from(status: &gateway_domain::services::agreements::OnboardingStatus) -> Self {
+        Self {
+            missing_for_submission: field_problems(&status.missing_for_submission),
+            missing_for_approval: field_problems(&status.missing_for_approval),
+        }
+    }
 }
 
 impl From<&Organisation> for OrganisationResponse {
@@ -244,6 +280,9 @@ impl From<&Organisation> for OrganisationResponse {
                 technical: (&org.contacts.technical).into(),
             },
             business_need: org.business_need.to_string(),
+            status: org.status.as_str().to_owned(),
+            status_reason: org.status_reason.as_ref().map(ToString::to_string),
+            onboarding: None,
             version: org.version.0,
             created_at: org.created_at,
             updated_at: org.updated_at,
@@ -261,220 +300,4 @@ pub struct RegistrationResponse {
     pub registration_access_token: String,
     /// Where to read and change this registration.
     pub registration_client_uri: String,
-}
-
-/// Liveness or readiness.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct HealthResponse {
-    #[schema(example = "ok")]
-    pub status: String,
-    /// The database backend, on readiness.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub database: Option<String>,
-}
-
-/// A description of one problem type.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ProblemTypeResponse {
-    #[serde(rename = "type")]
-    pub problem_type: String,
-    pub title: String,
-    pub status: u16,
-    pub description: String,
-}
-
-/// A JSON Web Key Set (RFC 7517) of public signing keys.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "2026-11-key-1", "alg": "EdDSA", "use": "sig", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]}))]
-pub struct JwksRequest {
-    /// 0 to 10 public JWKs: RSA (2048 bits or more; RS256/RS384/RS512), EC P-256 (ES256) or
-    /// OKP Ed25519 (EdDSA), each with a unique `kid`. Private members (`d`, `p`, `q`, ...) are
-    /// refused.
-    #[schema(value_type = Vec<Object>, max_items = 10)]
-    pub keys: Vec<serde_json::Value>,
-}
-
-/// One registered key and its state.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct PartnerKeyResponse {
-    pub kid: String,
-    /// The public JWK as stored.
-    #[schema(value_type = Object)]
-    pub jwk: serde_json::Value,
-    pub added_at: DateTime<Utc>,
-    pub last_used_at: Option<DateTime<Utc>>,
-    /// Present once the key has gone unused for the configured period: whole days until
-    /// `federation-gateway maintenance` removes it. Using the key clears it.
-    pub days_until_removal: Option<i64>,
-}
-
-/// The organisation's registered keys.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct PartnerKeySetResponse {
-    pub keys: Vec<PartnerKeyResponse>,
-}
-
-/// A token request (RFC 6749 section 4.4 with RFC 7523 client authentication).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[schema(example = json!({"grant_type": "client_credentials", "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", "client_assertion": "eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.eyJpc3MiOiIuLi4ifQ.c2ln", "scope": "organisation:manage"}))]
-pub struct TokenRequest {
-    /// `client_credentials`.
-    pub grant_type: String,
-    /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
-    pub client_assertion_type: String,
-    /// A JWT signed with one of the client's registered keys: `iss` = `sub` = the client id
-    /// (the organisation id), `aud` = this token endpoint's URL, `exp` at most 5 minutes
-    /// ahead, a fresh `jti`, and `kid` in the header.
-    pub client_assertion: String,
-    /// Space-separated scopes to ask for; default: all the client may have.
-    pub scope: Option<String>,
-}
-
-/// An issued access token (RFC 6749 section 5.1).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct TokenResponse {
-    pub access_token: String,
-    /// Always `Bearer`.
-    pub token_type: String,
-    /// Seconds until the token expires (at most 600).
-    pub expires_in: u64,
-    pub scope: String,
-}
-
-/// A token endpoint error (RFC 6749 section 5.2).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct OAuthErrorResponse {
-    /// `invalid_request`, `invalid_client`, `invalid_grant`, `unsupported_grant_type` or `invalid_scope`.
-    pub error: String,
-    pub error_description: String,
-}
-
-/// Authorization server metadata (RFC 8414).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AuthorizationServerMetadata {
-    pub issuer: String,
-    pub token_endpoint: String,
-    pub jwks_uri: String,
-    pub grant_types_supported: Vec<String>,
-    pub token_endpoint_auth_methods_supported: Vec<String>,
-    pub token_endpoint_auth_signing_alg_values_supported: Vec<String>,
-    pub scopes_supported: Vec<String>,
-}
-
-/// The gateway's public signing keys (RFC 7517).
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct JwksResponse {
-    #[schema(value_type = Vec<Object>)]
-    pub keys: Vec<serde_json::Value>,
-}
-
-/// A reviewer role.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = Role)]
-pub enum RoleDto {
-    Reviewer,
-    Approver,
-    Auditor,
-}
-
-/// The signed-in reviewer.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ReviewerResponse {
-    /// The identity provider's subject.
-    pub subject: String,
-    pub name: Option<String>,
-    pub email: Option<String>,
-    #[schema(value_type = Vec<RoleDto>)]
-    pub roles: Vec<String>,
-}
-
-impl From<&gateway_domain::ReviewerIdentity> for ReviewerResponse {
-    fn from(identity: &gateway_domain::ReviewerIdentity) -> Self {
-        Self {
-            subject: identity.subject.clone(),
-            name: identity.name.clone(),
-            email: identity.email.clone(),
-            roles: identity
-                .roles
-                .iter()
-                .map(|r| r.as_str().to_owned())
-                .collect(),
-        }
-    }
-}
-
-/// Paging through a list: items after `after`, at most `limit`.
-#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct OrganisationPage {
-    /// The last organisation id of the previous page.
-    pub after: Option<uuid::Uuid>,
-    /// 1 to 200; default 50.
-    #[param(minimum = 1, maximum = 200)]
-    pub limit: Option<i64>,
-}
-
-/// A page of organisations.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct OrganisationListResponse {
-    pub items: Vec<OrganisationResponse>,
-    /// Pass as `after` for the next page; absent on the last page.
-    pub next_after: Option<uuid::Uuid>,
-}
-
-/// Paging through the audit trail.
-#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct AuditPage {
-    /// The last `seq` of the previous page (0 to start).
-    #[param(minimum = 0)]
-    pub after: Option<i64>,
-    /// 1 to 500; default 100.
-    #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<i64>,
-}
-
-/// One audit event.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AuditEventResponse {
-    pub seq: i64,
-    pub id: uuid::Uuid,
-    pub occurred_at: DateTime<Utc>,
-    pub actor_type: String,
-    pub actor_id: Option<String>,
-    pub action: String,
-    pub subject_type: String,
-    pub subject_id: Option<String>,
-    pub request_id: Option<String>,
-    #[schema(value_type = Object)]
-    pub details: serde_json::Value,
-}
-
-impl From<gateway_domain::AuditEvent> for AuditEventResponse {
-    fn from(event: gateway_domain::AuditEvent) -> Self {
-        Self {
-            seq: event.seq,
-            id: event.id,
-            occurred_at: event.occurred_at,
-            actor_type: event.actor_type,
-            actor_id: event.actor_id,
-            action: event.action,
-            subject_type: event.subject_type,
-            subject_id: event.subject_id,
-            request_id: event.request_id,
-            details: event.details,
-        }
-    }
-}
-
-/// A page of audit events.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AuditListResponse {
-    pub items: Vec<AuditEventResponse>,
-    /// Pass as `after` for the next page; absent on the last page.
-    pub next_after: Option<i64>,
 }
