@@ -93,8 +93,10 @@ pub trait OrganisationRepository: Send + Sync {
     /// appends `event`, atomically, only if the stored version is still `expected`.
     ///
     /// MUST return `NotFound` for an unknown id, `VersionMismatch` when the stored version is
-    /// not `expected`, and `Conflict::DomainTaken` when a new domain belongs to another
-    /// organisation; then it changes nothing.
+    /// not `expected`, `Conflict::DomainTaken` when a new domain belongs to another active
+    /// organisation, and `Conflict::OdsCodeTaken` when making an organisation active again
+    /// would give its ODS code two active holders; then it changes nothing. A status other
+    /// than active releases the organisation's ODS code and domains.
     fn update(
         &self,
         expected: Version,
@@ -191,7 +193,8 @@ pub trait AgreementRepository: Send + Sync {
     ) -> Result<Vec<Agreement>, RepositoryError>;
 
     /// Replaces each `(expected, next)` agreement by `next` if its stored version is still
-    /// `expected`, and appends `events`, all or nothing. MUST return `VersionMismatch` (and
+    /// `expected`, and appends `events`, all or nothing. The order of `changes` does not
+    /// matter: changes that take an agreement out of force are applied first. MUST return `VersionMismatch` (and
     /// change nothing) when any stored version differs, `NotFound` for an unknown id, and a
     /// `Conflict` when a second agreement of one organisation would be in force.
     fn save_agreements(

@@ -93,8 +93,27 @@ pub struct FreeBusyScopeDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScopesDto {
+    #[serde(default, deserialize_with = "object_only")]
     pub address_book: Option<AddressBookScopeDto>,
+    #[serde(default, deserialize_with = "object_only")]
     pub free_busy: Option<FreeBusyScopeDto>,
+}
+
+/// serde reads a struct from a JSON array too (`[null, null]` for two optional fields); a
+/// scope must be an object, as the schema says.
+fn object_only<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let Some(map) =
+        Option::<serde_json::Map<String, serde_json::Value>>::deserialize(deserializer)?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_value(serde_json::Value::Object(map))
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// The agreement's term: both days included, at most 3 years.

@@ -83,7 +83,8 @@ impl From<&EvidenceMetadata> for EvidenceForm {
 
 /// An upload with a document: a `metadata` part (JSON, as `EvidenceMetadata`) and a
 /// `document` part (a PDF, at most 10 MiB).
-#[derive(Debug, Clone, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(example = json!({"metadata": "{\"kind\":\"ig_policy\",\"title\":\"IG policy 2026\"}", "document": "(PDF bytes)"}))]
 #[allow(dead_code)]
 pub struct EvidenceUpload {

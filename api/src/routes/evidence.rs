@@ -95,6 +95,7 @@ async fn read_upload(
             let mut multipart = Multipart::new(req.headers(), payload);
             let mut metadata = None;
             let mut document = None;
+            let mut ignored = 0usize;
             while let Some(field) = multipart.next().await {
                 let mut field = field.map_err(|_| {
                     malformed("", "multipart", "the body is not valid multipart/form-data")
@@ -125,13 +126,16 @@ async fn read_upload(
                     Some(name @ ("metadata" | "document")) => {
                         return Err(malformed(name, "unique_part", "this part appears more than once"))
                     }
-                    other => {
-                        let name = other.unwrap_or_default().chars().take(64).collect::<String>();
-                        return Err(malformed(
-                            &name,
-                            "unknown_part",
-                            "only the parts `metadata` and `document` are accepted",
-                        ));
+                    // Other parts (a form's submit button, say) are read within the
+                    // metadata bound and dropped: only `metadata` and `document` count.
+                    _ => {
+                        let over = || ApiError::PayloadTooLarge {
+                            limit: MAX_METADATA_BYTES,
+                        };
+                        ignored += read_part(&mut field, MAX_METADATA_BYTES, over).await?.len();
+                        if ignored > MAX_METADATA_BYTES {
+                            return Err(over());
+                        }
                     }
                 }
             }
