@@ -313,6 +313,17 @@ e2e_tests! {
         assert!(payload.contains("\"attributes\":[\"display_name\",\"job_title\"]"), "{payload}");
         assert!(payload.contains("\"organisations\":[\"AB1\",\"RR8\"]"), "{payload}");
 
+        // Anyone can verify the stored signature offline (`federation-gateway verify-agreement`).
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("agreement.json");
+        std::fs::write(&file, stored.to_string()).unwrap();
+        let verified = gateway_api::commands::verify_agreement(&file).unwrap();
+        assert!(verified.starts_with("valid: EdDSA signature by key k1"), "{verified}");
+        let mut tampered = stored.clone();
+        tampered["signature"]["payload"] = json!(payload.replace("Caldicott Guardian", "Chief Executive"));
+        std::fs::write(&file, tampered.to_string()).unwrap();
+        assert!(gateway_api::commands::verify_agreement(&file).is_err());
+
         // Before approval the token carries only organisation:manage.
         let token = app.access_token(partner.id, &partner.key).await;
         assert_eq!(grant_status(&app, &token).await.0, 403);
