@@ -457,11 +457,7 @@ impl Services {
         let now = self.clock.now();
         let mut status = OnboardingStatus::default();
         if org.status == OrganisationStatus::Rejected {
-            let rejected = FieldError::new(
-                "status",
-                "registration_active",
-                "the registration was rejected",
-            );
+            let rejected = super::registration_rejected();
             status.missing_for_submission.push(rejected.clone());
             status.missing_for_approval.push(rejected);
             return Ok(status);

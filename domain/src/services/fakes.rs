@@ -190,7 +190,7 @@ impl EvidenceRepository for Fake {
             .filter(|(e, _)| e.organisation_id == organisation)
             .map(|(e, _)| e.clone())
             .collect();
-        items.sort_by(|a, b| b.id.cmp(&a.id));
+        items.sort_by_key(|e| std::cmp::Reverse(e.id));
         Ok(items)
     }
 

@@ -215,3 +215,12 @@ pub(crate) fn require_person(reviewer: &ReviewerIdentity, role: Role) -> Service
     }
     Ok(())
 }
+
+/// The unmet precondition of every step once reviewers rejected the registration.
+pub(crate) fn registration_rejected() -> FieldError {
+    FieldError::new(
+        "organisation.status",
+        "registration_active",
+        "the registration was rejected",
+    )
+}

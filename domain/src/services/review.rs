@@ -12,8 +12,8 @@ use crate::evidence::{DsptStatus, Evidence, EvidenceKind, EvidenceSet};
 use crate::organisation::{Organisation, OrganisationStatus};
 use crate::services::agreements::SignatureStatus;
 use crate::services::{
-    require_person, Context, Precondition, Refusal, RefusalKind, ServiceError, ServiceResult,
-    Services,
+    registration_rejected, require_person, Context, Precondition, Refusal, RefusalKind,
+    ServiceError, ServiceResult, Services,
 };
 use crate::text::Reason;
 use crate::validation::FieldError;
@@ -85,11 +85,7 @@ impl Services {
     ) -> Vec<FieldError> {
         let mut unmet = Vec::new();
         if org.status != OrganisationStatus::Active {
-            unmet.push(FieldError::new(
-                "organisation.status",
-                "registration_active",
-                "the registration was rejected",
-            ));
+            unmet.push(registration_rejected());
         }
         match &agreement.check {
             None => unmet.push(FieldError::new(
@@ -270,14 +266,8 @@ impl Services {
                 ));
             }
             Action::Reinstate => unmet.extend(set.required_gaps(now)),
-            Action::Check => {
-                if org.status != OrganisationStatus::Active {
-                    unmet.push(FieldError::new(
-                        "organisation.status",
-                        "registration_active",
-                        "the registration was rejected",
-                    ));
-                }
+            Action::Check if org.status != OrganisationStatus::Active => {
+                unmet.push(registration_rejected());
             }
             _ => {}
         }
