@@ -59,8 +59,19 @@ pub struct OidcSettings {
     pub approver_role: String,
     pub auditor_role: String,
     pub session_lifetime_minutes: u32,
+    pub bearer_people: BearerPeople,
     pub cookie_secure: bool,
     pub session_key: SecretString,
+}
+
+/// Which provider bearer tokens count as a person's (only people change state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BearerPeople {
+    /// None: state changes need a signed-in session.
+    Never,
+    /// Tokens whose subject is not the client they were issued to.
+    SubjectNotClient,
 }
 
 impl OidcSettings {

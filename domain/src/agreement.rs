@@ -210,7 +210,8 @@ pub struct ReviewCheck {
     pub at: DateTime<Utc>,
     /// The agreement's version right after the check: any later change voids the check.
     pub version: Version,
-    /// The organisation's evidence as it stood (see `EvidenceSet::fingerprint`).
+    /// The registration's version and the organisation's evidence as they stood (see
+    /// `EvidenceSet::fingerprint`): a change to either voids the check.
     pub evidence: String,
 }
 

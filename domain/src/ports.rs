@@ -135,7 +135,8 @@ pub trait AuditRepository: Send + Sync {
 /// replica can serve them.
 pub trait EvidenceRepository: Send + Sync {
     /// Stores `evidence` with its document bytes (when it has a document), marks each of
-    /// `supersede` as superseded by it, and appends `event`, atomically. MUST return
+    /// `supersede` that is still unjudged (and unsuperseded) when the write commits as
+    /// superseded by it, and appends `event`, atomically. MUST return
     /// `NotFound` for an unknown organisation.
     fn add_evidence(
         &self,

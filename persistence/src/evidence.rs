@@ -155,25 +155,40 @@ fn stored(conn: &mut DbConnection, id: &str) -> Result<Evidence, TxError> {
 
 /// Marks the organisation's items `supersede` as superseded by `by` (those not already
 /// superseded: the first superseder stands).
+/// Which items a superseding write may mark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Supersede {
+    /// A new upload supersedes only items still unjudged when it commits: a verdict that
+    /// commits first keeps its item in force.
+    UnjudgedOnly,
+    /// An acceptance supersedes older items whatever their verdict.
+    Any,
+}
+
 fn mark_superseded(
     conn: &mut DbConnection,
     organisation: &str,
     supersede: &[EvidenceId],
     by: &str,
+    which: Supersede,
 ) -> Result<(), TxError> {
     if supersede.is_empty() {
         return Ok(());
     }
     let ids: Vec<String> = supersede.iter().map(ToString::to_string).collect();
-    diesel::update(
-        evidence::table
-            .filter(evidence::id.eq_any(&ids))
-            .filter(evidence::id.ne(by))
-            .filter(evidence::organisation_id.eq(organisation))
-            .filter(evidence::superseded_by.is_null()),
-    )
-    .set(evidence::superseded_by.eq(Some(by)))
-    .execute(conn)?;
+    let candidates = evidence::table
+        .filter(evidence::id.eq_any(&ids))
+        .filter(evidence::id.ne(by))
+        .filter(evidence::organisation_id.eq(organisation))
+        .filter(evidence::superseded_by.is_null());
+    match which {
+        Supersede::UnjudgedOnly => diesel::update(candidates.filter(evidence::verdict.is_null()))
+            .set(evidence::superseded_by.eq(Some(by)))
+            .execute(conn)?,
+        Supersede::Any => diesel::update(candidates)
+            .set(evidence::superseded_by.eq(Some(by)))
+            .execute(conn)?,
+    };
     Ok(())
 }
 
@@ -206,7 +221,13 @@ impl EvidenceRepository for Database {
                     ))
                     .execute(conn)?;
             }
-            mark_superseded(conn, &row.organisation_id, supersede, &row.id)?;
+            mark_superseded(
+                conn,
+                &row.organisation_id,
+                supersede,
+                &row.id,
+                Supersede::UnjudgedOnly,
+            )?;
             append_event(conn, event)?;
             stored(conn, &row.id)
         })
@@ -262,7 +283,7 @@ impl EvidenceRepository for Database {
             if judged != 1 {
                 return Err(RepositoryError::VersionMismatch { current: JUDGED }.into());
             }
-            mark_superseded(conn, &row.organisation_id, supersede, &id)?;
+            mark_superseded(conn, &row.organisation_id, supersede, &id, Supersede::Any)?;
             append_event(conn, event)?;
             stored(conn, &id)
         })

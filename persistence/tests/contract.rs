@@ -668,6 +668,20 @@ mod onboarding {
             assert_eq!(audit_count(&db), events_before);
         }
 
+        fn an_upload_never_supersedes_an_item_judged_before_it_commits(backend) {
+            let test = TestDatabase::new(backend);
+            let db = test.open();
+            let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+            let pending = dspt(org.id, None);
+            submit(&db, &pending, None, &[]).unwrap();
+            // The uploader read `pending` as unjudged; a reviewer accepts it before the upload
+            // commits: it stays in force.
+            judge(&db, pending.id, VerdictKind::Accepted, &[]).unwrap();
+            let upload = dspt(org.id, None);
+            submit(&db, &upload, None, &[pending.id]).unwrap();
+            assert_eq!(db.get_evidence(pending.id).unwrap().unwrap().superseded_by, None);
+        }
+
         fn a_judged_item_never_changes(backend) {
             let test = TestDatabase::new(backend);
             let db = test.open();

@@ -311,6 +311,12 @@ impl Oidc {
         let data = jsonwebtoken::decode::<Value>(token, key, &validation)
             .map_err(|e| OidcError::Rejected(format!("the token is not valid here: {e}")))?;
         let claims = data.claims;
+        // An ID token is not an access token, even where its audience would pass.
+        if claims.get("nonce").is_some() || claims.get("at_hash").is_some() {
+            return Err(OidcError::Rejected(
+                "an ID token is not accepted as a bearer token".to_owned(),
+            ));
+        }
         Ok(ReviewerIdentity {
             subject: claims["sub"].as_str().unwrap_or_default().to_owned(),
             name: claims
@@ -322,7 +328,8 @@ impl Oidc {
                 .and_then(Value::as_str)
                 .map(str::to_owned),
             roles: self.roles(&claims),
-            person: names_a_person(&claims),
+            person: self.settings.bearer_people == crate::config::BearerPeople::SubjectNotClient
+                && names_a_person(&claims),
         })
     }
 }

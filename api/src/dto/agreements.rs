@@ -237,8 +237,9 @@ pub enum SignatureStatusDto {
 /// The first reviewer's check.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CheckResponse {
-    /// The reviewer's subject at the identity provider.
-    pub by: String,
+    /// The reviewer's subject at the identity provider (reviewers' views only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     pub at: DateTime<Utc>,
     /// The agreement version the check is bound to: any later change voids it.
     pub version: i64,
@@ -332,7 +333,7 @@ impl AgreementResponse {
                 signed_at: s.signed_at,
             }),
             check: a.check.as_ref().map(|c| CheckResponse {
-                by: c.by.clone(),
+                by: Some(c.by.clone()),
                 at: c.at,
                 version: c.version.0,
             }),
@@ -340,6 +341,16 @@ impl AgreementResponse {
             created_at: a.created_at,
             updated_at: a.updated_at,
         }
+    }
+}
+
+impl AgreementResponse {
+    /// The view for the organisation: which reviewer checked stays with the reviewers.
+    pub fn for_partner(mut self) -> Self {
+        if let Some(check) = self.check.as_mut() {
+            check.by = None;
+        }
+        self
     }
 }
 

@@ -85,7 +85,7 @@ impl From<&EvidenceMetadata> for EvidenceForm {
 /// `document` part (a PDF, at most 10 MiB).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"metadata": "{\"kind\":\"ig_policy\",\"title\":\"IG policy 2026\"}", "document": "(PDF bytes)"}))]
+#[schema(example = json!({"metadata": {"kind": "ig_policy", "title": "IG policy 2026"}, "document": "(PDF bytes)"}))]
 #[allow(dead_code)]
 pub struct EvidenceUpload {
     #[schema(value_type = EvidenceMetadata)]
@@ -109,8 +109,9 @@ pub struct VerdictDto {
     #[schema(value_type = VerdictKindDto)]
     pub verdict: String,
     pub reason: String,
-    /// The reviewer's subject at the identity provider.
-    pub by: String,
+    /// The reviewer's subject at the identity provider (reviewers' views only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -157,11 +158,19 @@ impl EvidenceResponse {
             verdict: e.verdict.as_ref().map(|v| VerdictDto {
                 verdict: v.verdict.as_str().to_owned(),
                 reason: v.reason.to_string(),
-                by: v.by.clone(),
+                by: Some(v.by.clone()),
                 at: v.at,
             }),
             superseded_by: e.superseded_by.map(|id| id.as_uuid()),
         }
+    }
+
+    /// The view for the organisation: which reviewer judged stays with the reviewers.
+    pub fn for_partner(mut self) -> Self {
+        if let Some(verdict) = self.verdict.as_mut() {
+            verdict.by = None;
+        }
+        self
     }
 }
 

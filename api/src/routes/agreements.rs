@@ -54,6 +54,7 @@ fn render(
                 a.effective_state(EvidenceSet(&evidence), now),
                 services.signature_status(&org, a).as_str(),
             )
+            .for_partner()
         })
         .collect())
 }

@@ -154,7 +154,7 @@ fn render_list(items: &[Evidence], now: chrono::DateTime<chrono::Utc>) -> Eviden
     EvidenceListResponse {
         items: items
             .iter()
-            .map(|e| EvidenceResponse::new(e, now))
+            .map(|e| EvidenceResponse::new(e, now).for_partner())
             .collect(),
     }
 }
@@ -214,7 +214,7 @@ pub async fn submit(
             format!("/v1/organisations/{organisation}/evidence"),
         ))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(EvidenceResponse::new(&evidence, state.clock.now())))
+        .json(EvidenceResponse::new(&evidence, state.clock.now()).for_partner()))
 }
 
 /// List the organisation's evidence, newest first, with each item's status.

@@ -22,6 +22,41 @@ pub struct Upload {
     pub sha256: String,
 }
 
+/// How many evidence items one organisation may hold, and how many document bytes in all:
+/// far above what onboarding needs, low enough that no partner can fill the database.
+pub const MAX_EVIDENCE_ITEMS: usize = 200;
+pub const MAX_EVIDENCE_BYTES: u64 = 200 * 1024 * 1024;
+
+fn check_quota(existing: &[Evidence], new_bytes: u64) -> ServiceResult<()> {
+    let mut errors = ValidationErrors::default();
+    if existing.len() >= MAX_EVIDENCE_ITEMS {
+        errors.push(FieldError::new(
+            "evidence",
+            "max_items",
+            format!("an organisation may hold at most {MAX_EVIDENCE_ITEMS} evidence items"),
+        ));
+    }
+    let stored: u64 = existing
+        .iter()
+        .filter_map(|e| e.document.as_ref().map(|d| d.size))
+        .sum();
+    if stored + new_bytes > MAX_EVIDENCE_BYTES {
+        errors.push(FieldError::new(
+            "document",
+            "max_total_bytes",
+            format!(
+                "an organisation's documents may take at most {} MiB in all",
+                MAX_EVIDENCE_BYTES / (1024 * 1024)
+            ),
+        ));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.into())
+    }
+}
+
 impl Services {
     /// Stores a new item (and its document). Older unjudged items of the same kind are
     /// superseded by it; accepted ones stay in force until this one is accepted.
@@ -64,9 +99,9 @@ impl Services {
             verdict: None,
             superseded_by: None,
         };
-        let supersede: Vec<EvidenceId> = self
-            .evidence
-            .list_evidence(organisation)?
+        let existing = self.evidence.list_evidence(organisation)?;
+        check_quota(&existing, evidence.document.as_ref().map_or(0, |d| d.size))?;
+        let supersede: Vec<EvidenceId> = existing
             .iter()
             .filter(|e| e.kind() == evidence.kind() && e.status(now) == EvidenceStatus::Pending)
             .map(|e| e.id)

@@ -610,6 +610,42 @@ mod tests {
     }
 
     #[test]
+    fn a_check_is_voided_by_a_change_to_the_registration() {
+        let w = world();
+        let a = submitted_agreement(&w);
+        accept(&w, evidence(&w, "dspt_assessment", "2027-06-30"));
+        accept(&w, evidence(&w, "ico_registration", "2027-03-31"));
+        act(
+            &w,
+            &person("r1", &[Role::Reviewer]),
+            &a,
+            Action::Check,
+            None,
+        )
+        .unwrap();
+        let org = w.svc.organisation(w.org).unwrap();
+        w.svc
+            .change_registration(
+                &ctx(),
+                w.org,
+                Some(&Precondition(vec![org.version])),
+                &crate::organisation::ChangeForm {
+                    domains: Some(vec!["other.example.org".into()]),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let (_, unmet) = refusal(act(
+            &w,
+            &person("a1", &[Role::Approver]),
+            &a,
+            Action::Approve,
+            None,
+        ));
+        assert_eq!(unmet, ["check_current"]);
+    }
+
+    #[test]
     fn roles_people_and_if_match_come_first() {
         let w = world();
         let a = submitted_agreement(&w);

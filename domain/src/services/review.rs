@@ -18,6 +18,16 @@ use crate::services::{
 use crate::text::Reason;
 use crate::validation::FieldError;
 
+/// What a check is bound to besides the agreement's version: the registration as it stood
+/// (domains, Exchange version, contacts) and every evidence item with its judgement.
+fn review_basis(org: &Organisation, evidence: EvidenceSet<'_>) -> String {
+    format!(
+        "registration:{};evidence:{}",
+        org.version.0,
+        evidence.fingerprint()
+    )
+}
+
 /// How far ahead reviewers are warned of expiring evidence.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
@@ -94,7 +104,9 @@ impl Services {
                 "a reviewer must check the agreement first",
             )),
             Some(check) => {
-                if check.version != agreement.version || check.evidence != evidence.fingerprint() {
+                if check.version != agreement.version
+                    || check.evidence != review_basis(org, evidence)
+                {
                     unmet.push(FieldError::new(
                         "check",
                         "check_current",
@@ -292,7 +304,7 @@ impl Services {
                     by: reviewer.subject.clone(),
                     at: now,
                     version: next.version,
-                    evidence: set.fingerprint(),
+                    evidence: review_basis(&org, set),
                 });
             }
             Action::Approve => next.limited_details_granted = request.grant_limited_details,

@@ -335,6 +335,10 @@ e2e_tests! {
             assert_eq!(status, 200, "{judged}");
             assert_eq!(judged["status"], "accepted");
         }
+        // The organisation sees its verdicts, but not which reviewer gave them.
+        let (_, list) = partner.send(reqwest::Client::new().get(partner.url(&app, "/evidence"))).await;
+        assert_eq!(list["items"][0]["verdict"]["verdict"], "accepted");
+        assert!(list["items"][0]["verdict"].get("by").is_none(), "{list}");
         // Reviewers see the document too; a judged item never changes.
         assert_eq!(reviewer.get(app.url(&format!("/v1/review/evidence/{}/document", evidence[0]))).await.status(), 200);
         let (status, again) = judge(&approver, &app, &evidence[0], "rejected").await;
