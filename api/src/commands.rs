@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use gateway_domain::accreditation::parse_secure_domain_list;
 use gateway_domain::{
-    Actor, AuditAction, Clock, NewAuditEvent, PartnerKeyRepository, ReplayCache,
+    Actor, AuditAction, AuditRepository, Clock, NewAuditEvent, PartnerKeyRepository, ReplayCache,
     SecureDomainRepository, SigningKeyRepository, SystemClock,
 };
 
@@ -41,9 +41,11 @@ fn signing_keys(
 /// Makes a new signing key active; the old ones stay published for the overlap period.
 pub fn rotate_signing_key(settings: &Settings) -> anyhow::Result<String> {
     let db = std::sync::Arc::new(open_database(settings)?);
-    let keys = signing_keys(settings, db)?;
+    let keys = signing_keys(settings, db.clone())?;
     let overlap = chrono::Duration::hours(i64::from(settings.auth.signing_key_overlap_hours));
-    keys.rotate(overlap, Actor::Operator(operator()))
+    let kid = keys.rotate(overlap, Actor::Operator(operator()))?;
+    seal_before_exit(&db)?;
+    Ok(kid)
 }
 
 /// What `maintenance` did.
@@ -54,6 +56,8 @@ pub struct MaintenanceReport {
     pub signing_keys_retired: usize,
     /// Agreement states that time changed, written down with their audit records.
     pub agreements: gateway_domain::services::review::AgreementMaintenance,
+    /// DNS-verified domains re-resolved: proofs found missing are flagged (and audited).
+    pub domains: gateway_domain::services::domains::DomainMaintenance,
 }
 
 /// Removes partner keys whose countdown reached 0, expired replay-cache entries and retired
@@ -95,16 +99,21 @@ pub fn maintenance(
     } else {
         db.remove_keys(&pairs, &events)?
     };
-    let services = crate::startup::services(
+    let services = crate::startup::services_with_dns(
         db.clone(),
         std::sync::Arc::new(gateway_domain::FixedClock(now)),
-    );
-    let agreements = services.maintain_agreements(&gateway_domain::services::Context {
+        settings,
+    )?;
+    let system = gateway_domain::services::Context {
         actor: Actor::System,
         request_id: None,
-    })?;
+    };
+    let agreements = services.maintain_agreements(&system)?;
+    let domains = services.recheck_domains(&system)?;
+    seal_before_exit(&db)?;
     Ok(MaintenanceReport {
         agreements,
+        domains,
         keys_removed,
         replay_entries_purged: db.purge_expired(now)?,
         signing_keys_retired: db.prune_signing_keys(now)?,
@@ -160,7 +169,51 @@ pub fn import_secure_domains(settings: &Settings, file: &Path) -> anyhow::Result
         }),
     };
     let stored = db.replace_secure_domains(&patterns, &event)?;
+    seal_before_exit(&db)?;
     Ok(stored)
+}
+
+/// A command that wrote audit records seals them before it exits, so the trail never waits
+/// for a server to run.
+fn seal_before_exit(db: &gateway_persistence::Database) -> anyhow::Result<()> {
+    crate::audit_log::seal_all(db, &gateway_persistence::Sha256Hasher)
+        .context("sealing the audit records this command wrote")?;
+    Ok(())
+}
+
+/// What `audit verify` found, as a JSON document, and whether the trail is intact.
+pub fn audit_verify(
+    settings: &Settings,
+    kept_checkpoint: Option<&Path>,
+    kept_keys: Option<&Path>,
+) -> anyhow::Result<(serde_json::Value, bool)> {
+    let db = std::sync::Arc::new(open_database(settings)?);
+    let services = crate::startup::services(db.clone(), std::sync::Arc::new(SystemClock));
+    let kept = match kept_checkpoint {
+        None => None,
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let keys = match kept_keys {
+                Some(keys_file) => {
+                    let set: serde_json::Value = serde_json::from_str(
+                        &std::fs::read_to_string(keys_file)
+                            .with_context(|| format!("reading {}", keys_file.display()))?,
+                    )
+                    .with_context(|| format!("{} is not JSON", keys_file.display()))?;
+                    set["keys"].as_array().cloned().unwrap_or_default()
+                }
+                None => db.audit_keys()?.into_iter().map(|(_, jwk)| jwk).collect(),
+            };
+            Some(crate::auth::checkpoint::read_kept(&text, &keys)?)
+        }
+    };
+    let report = services.verify_trail(kept.as_ref())?;
+    let intact = report.intact();
+    Ok((
+        serde_json::to_value(crate::routes::audit::verify_response(&report))?,
+        intact,
+    ))
 }
 
 /// Verifies an agreement's stored signature offline (no database): the detached JWS over the

@@ -24,6 +24,27 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub publisher: PublisherSettings,
     pub oidc: OidcSettings,
+    pub audit: AuditSettings,
+    pub dns: DnsSettings,
+}
+
+/// How domain-ownership proofs (TXT records) are resolved.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSettings {
+    /// Nameservers as "ip:port", asked over UDP and TCP; empty: the system's resolvers.
+    pub nameservers: Vec<String>,
+    /// How long to wait for an answer before the proof counts as unavailable (503).
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// How often the sequencer seals committed records (milliseconds).
+    pub seal_interval_ms: u64,
+    /// How often the sealed head is signed as a checkpoint (seconds), when it grew.
+    pub checkpoint_interval_seconds: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,7 +171,9 @@ impl Settings {
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true),
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("dns.nameservers"),
         );
         let settings: Settings = builder
             .build()

@@ -165,8 +165,8 @@ impl ProblemKind {
             Self::Forbidden => info("forbidden", S::FORBIDDEN, "Not allowed", "You are authenticated but lack the role or scope this operation needs."),
             Self::NotFound => info("not-found", S::NOT_FOUND, "Not found", "No such resource is visible to you. The gateway does not say whether a resource exists when it belongs to someone else."),
             Self::MethodNotAllowed => info("method-not-allowed", S::METHOD_NOT_ALLOWED, "Method not allowed", "The resource does not support this method."),
-            Self::DomainTaken => info("domain-taken", S::CONFLICT, "Domain already registered", "One of the domains is already registered to another organisation. A domain belongs to one organisation only. Nothing was changed."),
-            Self::OdsCodeTaken => info("ods-code-taken", S::CONFLICT, "ODS code already registered", "An organisation with this ODS code is already registered. Nothing was changed."),
+            Self::DomainTaken => info("domain-taken", S::CONFLICT, "Domain held by another organisation", "The domain, or a domain it is under, has been verified by another organisation: a verified domain belongs to that organisation and blocks its subdomains for everyone else. Unverified claims never block. Nothing was changed."),
+            Self::OdsCodeTaken => info("ods-code-taken", S::CONFLICT, "ODS code held by another organisation", "Another organisation with an approved agreement holds this ODS code. Registrations alone never hold a code. Nothing was changed."),
             Self::Conflict => info("conflict", S::CONFLICT, "Conflicting change", "The change would break a uniqueness rule (for example a second agreement in force for one organisation). Nothing was changed."),
             Self::PreconditionFailed => info("precondition-failed", S::PRECONDITION_FAILED, "The resource has changed", "The ETag in If-Match is not the resource's current one: someone changed it since you read it. Read it again, re-apply your change, and send the new ETag."),
             Self::PreconditionRequired => info("precondition-required", S::PRECONDITION_REQUIRED, "If-Match required", "Changes need an If-Match header with the ETag from your last read, so concurrent changes cannot silently overwrite each other."),
@@ -419,6 +419,7 @@ impl From<ServiceError> for ApiError {
                 "send If-Match with the ETag from your last read of this resource",
             ),
             ServiceError::Storage(error) => error.into(),
+            ServiceError::Unavailable(cause) => Self::Unavailable(cause.into()),
         }
     }
 }

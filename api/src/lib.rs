@@ -1,14 +1,17 @@
 //! The Federation Gateway HTTP service: routes, wire types, authentication extractors,
 //! problem+json errors, configuration and start-up.
 
+pub mod audit_log;
 pub mod auth;
 pub mod commands;
 pub mod config;
 pub mod credentials;
+pub mod dns;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod openapi;
+pub mod page_token;
 pub mod rate_limit;
 pub mod routes;
 pub mod startup;

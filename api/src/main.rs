@@ -40,8 +40,29 @@ enum Command {
     /// (GET .../agreements/{aid}, or `agreement` of the review view). Checks the detached JWS
     /// over the stored payload with the stored public key; needs no database.
     VerifyAgreement { file: PathBuf },
+    /// The audit trail.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print the OpenAPI document.
     Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Verify the whole trail: every chain hash, contiguous positions, and the Merkle root at
+    /// every stored checkpoint. With --from-checkpoint FILE (a checkpoint you kept, as
+    /// GET /v1/audit/checkpoints/latest answered it), also against that one: a trail that was
+    /// rewritten or cut short since fails. Prints a JSON report; exits 1 unless intact.
+    Verify {
+        #[arg(long = "from-checkpoint")]
+        from_checkpoint: Option<PathBuf>,
+        /// The audit keys you kept (/.well-known/audit-keys.json) to verify the checkpoint's
+        /// signature with; default: the keys in the database.
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,7 +112,30 @@ fn main() -> anyhow::Result<()> {
                 report.agreements.suspended,
                 report.agreements.reinstated
             );
+            println!(
+                "domains: {} proof(s) in place, {} newly missing (flagged), {} restored, {} lookup(s) unanswered",
+                report.domains.present,
+                report.domains.newly_missing,
+                report.domains.restored,
+                report.domains.unanswered
+            );
             Ok(())
+        }
+        Command::Audit {
+            command:
+                AuditCommand::Verify {
+                    from_checkpoint,
+                    keys,
+                },
+        } => {
+            let (report, intact) =
+                commands::audit_verify(&settings, from_checkpoint.as_deref(), keys.as_deref())?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if intact {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
         }
         Command::Openapi | Command::VerifyAgreement { .. } => Ok(()),
     }

@@ -58,7 +58,23 @@ pub fn services(db: Arc<Database>, clock: Arc<dyn Clock>) -> Services {
         signatures: Arc::new(JoseSignatures),
         templates: Arc::new(crate::templates::agreement_templates()),
         clock,
+        hasher: Arc::new(gateway_persistence::Sha256Hasher),
+        dns: Arc::new(crate::dns::NoTxtResolver),
+        public_suffixes: Arc::new(crate::dns::PslSuffixes),
     }
+}
+
+/// The use cases, resolving domain proofs through the configured nameservers.
+pub fn services_with_dns(
+    db: Arc<Database>,
+    clock: Arc<dyn Clock>,
+    settings: &Settings,
+) -> anyhow::Result<Services> {
+    let mut services = services(db, clock);
+    services.dns = Arc::new(crate::dns::HickoryTxtResolver::from_settings(
+        &settings.dns,
+    )?);
+    Ok(services)
 }
 
 /// The configured public address, or the bound one.
@@ -103,6 +119,7 @@ fn load_publisher(
 pub struct Application {
     port: u16,
     server: Server,
+    sequencer: crate::audit_log::Sequencer,
 }
 
 impl std::fmt::Debug for Application {
@@ -140,13 +157,22 @@ impl Application {
             &settings.auth.key_encryption_key,
             &settings.auth.key_encryption_key_file,
         )?;
+        let page_tokens = crate::page_token::PageTokens::new(kek.derive("page-tokens"));
         let signing = Arc::new(
             SigningKeys::open(db.clone(), kek, public_base_url.clone())
                 .context("opening the gateway's signing keys")?,
         );
         let seconds = |n: u64| Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX));
-        let services = services(db.clone(), clock.clone());
+        let services = services_with_dns(db.clone(), clock.clone(), settings)?;
+        let sequencer = crate::audit_log::Sequencer::start(
+            services.clone(),
+            signing.clone(),
+            std::time::Duration::from_millis(settings.audit.seal_interval_ms),
+            std::time::Duration::from_secs(settings.audit.checkpoint_interval_seconds.max(1)),
+        );
         let state = AppState {
+            page_tokens,
+            recorder: crate::audit_log::AuditRecorder::start(db.clone()),
             services,
             organisations: db.clone(),
             keys: db.clone(),
@@ -219,6 +245,7 @@ impl Application {
         Ok(Self {
             port,
             server: server.run(),
+            sequencer,
         })
     }
 
@@ -233,6 +260,16 @@ impl Application {
 
     /// Serves until SIGINT/SIGTERM or `handle().stop(..)`.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let Self {
+            server,
+            mut sequencer,
+            ..
+        } = self;
+        let served = server.await;
+        // Seal what the last requests wrote before the process goes.
+        actix_web::rt::task::spawn_blocking(move || sequencer.stop())
+            .await
+            .ok();
+        served
     }
 }

@@ -50,6 +50,10 @@ pub struct AppState {
     pub sessions: Arc<SessionCodec>,
     /// The use cases, over the same ports.
     pub services: Services,
+    /// Opaque, MAC'd page tokens (cursors).
+    pub page_tokens: crate::page_token::PageTokens,
+    /// Group-commit audit recording for data endpoints' disclosures.
+    pub recorder: crate::audit_log::AuditRecorder,
 }
 
 impl std::fmt::Debug for AppState {

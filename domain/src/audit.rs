@@ -73,6 +73,11 @@ pub enum AuditAction {
     AgreementReinstated,
     AgreementRevoked,
     AgreementExpired,
+    DataDisclosed,
+    DomainVerified,
+    DomainVerificationFailed,
+    DomainRecordMissing,
+    DomainRecordRestored,
 }
 
 impl AuditAction {
@@ -102,6 +107,11 @@ impl AuditAction {
             Self::AgreementReinstated => "agreement.reinstated",
             Self::AgreementRevoked => "agreement.revoked",
             Self::AgreementExpired => "agreement.expired",
+            Self::DataDisclosed => "data.disclosed",
+            Self::DomainVerified => "domain.verified",
+            Self::DomainVerificationFailed => "domain.verification_failed",
+            Self::DomainRecordMissing => "domain.record_missing",
+            Self::DomainRecordRestored => "domain.record_restored",
         }
     }
 }
@@ -123,8 +133,11 @@ pub struct NewAuditEvent {
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEvent {
-    /// Position in the trail: strictly increasing, the order of the hash chain.
+    /// The insertion order of the row (a storage detail: rows may commit out of this order).
     pub seq: i64,
+    /// Where the sequencer sealed it in the trail (0, 1, 2, ...), in commit order; `None`
+    /// until sealed. Readers of the trail only ever see sealed records.
+    pub position: Option<i64>,
     pub id: Uuid,
     pub occurred_at: DateTime<Utc>,
     pub actor_type: String,
@@ -134,4 +147,305 @@ pub struct AuditEvent {
     pub subject_id: Option<String>,
     pub request_id: Option<String>,
     pub details: serde_json::Value,
+}
+
+/// The record's canonical encoding: what its hashes cover. JSON with keys in a fixed (sorted)
+/// order at every depth, no insignificant whitespace, and the time in UTC to the microsecond
+/// (`2026-11-29T10:00:00.000000Z`), independent of how any database renders a row.
+pub fn canonical(position: i64, event: &AuditEvent) -> Vec<u8> {
+    let mut out = String::with_capacity(256);
+    out.push('{');
+    let fields: [(&str, Option<serde_json::Value>); 10] = [
+        ("action", Some(event.action.clone().into())),
+        ("actor_id", event.actor_id.clone().map(Into::into)),
+        ("actor_type", Some(event.actor_type.clone().into())),
+        ("details", Some(event.details.clone())),
+        ("id", Some(event.id.to_string().into())),
+        (
+            "occurred_at",
+            Some(
+                event
+                    .occurred_at
+                    .format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                    .to_string()
+                    .into(),
+            ),
+        ),
+        ("position", Some(position.into())),
+        ("request_id", event.request_id.clone().map(Into::into)),
+        ("subject_id", event.subject_id.clone().map(Into::into)),
+        ("subject_type", Some(event.subject_type.clone().into())),
+    ];
+    for (i, (key, value)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_string(&mut out, key);
+        out.push(':');
+        write_canonical(&mut out, value.as_ref().unwrap_or(&serde_json::Value::Null));
+    }
+    out.push('}');
+    out.into_bytes()
+}
+
+fn write_string(out: &mut String, s: &str) {
+    out.push_str(&serde_json::Value::String(s.to_owned()).to_string());
+}
+
+fn write_canonical(out: &mut String, value: &serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_string(out, key);
+                out.push(':');
+                write_canonical(out, &map[key]);
+            }
+            out.push('}');
+        }
+        serde_json::Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(out, item);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// The sealed head of the trail: how many records, the last chain hash, the Merkle root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TreeHead {
+    pub size: i64,
+    pub chain_hash: crate::merkle::Hash,
+    pub root: crate::merkle::Hash,
+}
+
+/// The chain hash of the record at `position`: SHA-256(prev || canonical(record)), where
+/// prev is the previous record's chain hash (32 zero bytes before the first).
+pub fn chain_hash(
+    h: &dyn crate::merkle::Sha256,
+    prev: &crate::merkle::Hash,
+    canonical: &[u8],
+) -> crate::merkle::Hash {
+    h.sha256(&[prev, canonical])
+}
+
+/// Why a record fails verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRecord {
+    pub position: i64,
+    pub reason: String,
+}
+
+/// Verifies records in position order, from a known head (size 0 and zero hash at the
+/// start): contiguous positions, the chain hash each stored, and the Merkle root at every
+/// checkpoint size given. Stops at the first bad record.
+#[derive(Debug)]
+pub struct ChainVerifier<'a> {
+    h: &'a dyn crate::merkle::Sha256,
+    next: i64,
+    prev: crate::merkle::Hash,
+    tree: crate::merkle::Appender,
+}
+
+impl<'a> ChainVerifier<'a> {
+    pub fn new(h: &'a dyn crate::merkle::Sha256) -> Self {
+        Self {
+            h,
+            next: 0,
+            prev: [0; 32],
+            tree: crate::merkle::Appender::new(0, &std::collections::HashMap::new()),
+        }
+    }
+
+    /// Checks the next record and the chain hash stored with it.
+    pub fn check(&mut self, event: &AuditEvent, stored_hash: &str) -> Result<(), BadRecord> {
+        let bad = |position: i64, reason: String| BadRecord { position, reason };
+        let position = event.position.ok_or_else(|| {
+            bad(
+                self.next,
+                "an unsealed record in the sealed trail".to_owned(),
+            )
+        })?;
+        if position != self.next {
+            return Err(bad(
+                self.next,
+                format!(
+                    "record {} is missing (found {position} in its place)",
+                    self.next
+                ),
+            ));
+        }
+        let canonical = canonical(position, event);
+        let hash = chain_hash(self.h, &self.prev, &canonical);
+        if hex(&hash) != stored_hash {
+            return Err(bad(
+                position,
+                "the record or its chain hash was altered (its hash does not follow from the previous record)".to_owned(),
+            ));
+        }
+        self.tree
+            .push(self.h, crate::merkle::leaf_hash(self.h, &canonical));
+        self.prev = hash;
+        self.next += 1;
+        Ok(())
+    }
+
+    pub fn head(&self) -> TreeHead {
+        TreeHead {
+            size: self.next,
+            chain_hash: self.prev,
+            root: self.tree.root(self.h),
+        }
+    }
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses 64 hex digits into a hash.
+pub fn unhex(text: &str) -> Option<crate::merkle::Hash> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, chunk) in text.as_bytes().chunks(2).enumerate() {
+        let pair = std::str::from_utf8(chunk).ok()?;
+        out[i] = u8::from_str_radix(pair, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// A disclosure of data to a partner, recorded for every answer a data endpoint gives:
+/// which organisation, under which agreement, with which key, for which request, what and
+/// how much.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Disclosure {
+    pub organisation: OrganisationId,
+    pub agreement: crate::agreement::AgreementId,
+    /// The `kid` of the key whose token the request carried, when known.
+    pub key_id: Option<String>,
+    pub request_id: Option<String>,
+    /// What was disclosed, e.g. `address_book.page`, `free_busy.answer`.
+    pub what: &'static str,
+    /// How many items (entries, mailboxes).
+    pub count: u64,
+    /// Anything else worth keeping (the cursor position, the time window), never secrets.
+    pub details: serde_json::Value,
+}
+
+impl Disclosure {
+    pub fn event(&self, at: DateTime<Utc>) -> NewAuditEvent {
+        let mut details = serde_json::json!({
+            "organisation_id": self.organisation.to_string(),
+            "agreement_id": self.agreement.to_string(),
+            "key_id": self.key_id,
+            "what": self.what,
+            "count": self.count,
+        });
+        if let (Some(out), serde_json::Value::Object(extra)) =
+            (details.as_object_mut(), &self.details)
+        {
+            for (key, value) in extra {
+                out.entry(key.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        NewAuditEvent {
+            occurred_at: at,
+            actor: Actor::Organisation(self.organisation),
+            action: AuditAction::DataDisclosed,
+            subject_type: "agreement",
+            subject_id: Some(self.agreement.to_string()),
+            request_id: self.request_id.clone(),
+            details,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::merkle::tests::TestHash;
+
+    fn event(details: serde_json::Value) -> AuditEvent {
+        AuditEvent {
+            seq: 9,
+            position: Some(0),
+            id: Uuid::nil(),
+            occurred_at: DateTime::parse_from_rfc3339("2026-11-29T10:00:00.5Z")
+                .unwrap()
+                .with_timezone(&Utc),
+            actor_type: "reviewer".into(),
+            actor_id: Some("r1".into()),
+            action: "agreement.approved".into(),
+            subject_type: "agreement".into(),
+            subject_id: None,
+            request_id: None,
+            details,
+        }
+    }
+
+    #[test]
+    fn the_canonical_form_is_fixed_whatever_the_key_order() {
+        let a = canonical(
+            0,
+            &event(serde_json::json!({"b": 1, "a": {"y": [2, "x"], "x": null}})),
+        );
+        let b = canonical(
+            0,
+            &event(serde_json::from_str(r#"{"a":{"x":null,"y":[2,"x"]},"b":1}"#).unwrap()),
+        );
+        assert_eq!(a, b);
+        assert_eq!(
+            String::from_utf8(a).unwrap(),
+            r#"{"action":"agreement.approved","actor_id":"r1","actor_type":"reviewer","details":{"a":{"x":null,"y":[2,"x"]},"b":1},"id":"00000000-0000-0000-0000-000000000000","occurred_at":"2026-11-29T10:00:00.500000Z","position":0,"request_id":null,"subject_id":null,"subject_type":"agreement"}"#
+        );
+    }
+
+    #[test]
+    fn the_verifier_names_the_first_bad_record() {
+        let h = TestHash;
+        let mut records = Vec::new();
+        let mut prev = [0u8; 32];
+        for i in 0..5 {
+            let mut e = event(serde_json::json!({ "n": i }));
+            e.position = Some(i);
+            let hash = chain_hash(&h, &prev, &canonical(i, &e));
+            records.push((e, hex(&hash)));
+            prev = hash;
+        }
+        let run = |records: &[(AuditEvent, String)]| {
+            let mut v = ChainVerifier::new(&h);
+            for (e, hash) in records {
+                v.check(e, hash)?;
+            }
+            Ok::<_, BadRecord>(v.head())
+        };
+        assert_eq!(run(&records).unwrap().size, 5);
+        let mut altered = records.clone();
+        altered[2].0.details = serde_json::json!({ "n": 99 });
+        assert_eq!(run(&altered).unwrap_err().position, 2);
+        let mut deleted = records.clone();
+        deleted.remove(3);
+        assert_eq!(run(&deleted).unwrap_err().position, 3);
+        let mut swapped = records.clone();
+        swapped.swap(1, 2);
+        assert_eq!(run(&swapped).unwrap_err().position, 1);
+        assert_eq!(
+            unhex(&records[0].1).map(|h| hex(&h)),
+            Some(records[0].1.clone())
+        );
+    }
 }

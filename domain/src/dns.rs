@@ -1,6 +1,9 @@
-//! Email domains: DNS names an organisation sends mail from, and the rules on claiming them.
+//! Email domains: DNS names an organisation sends mail from, the rules on claiming them, and
+//! how an organisation proves it owns one (a DNS TXT record), with the ports that proof needs.
 
 use std::fmt;
+
+use chrono::{DateTime, Utc};
 
 use crate::validation::RuleViolation;
 
@@ -119,6 +122,179 @@ impl EmailDomain {
     }
 }
 
+impl EmailDomain {
+    /// Where the organisation publishes its proof: `_federation-gateway.<domain>`.
+    pub fn txt_record_name(&self) -> String {
+        format!("{TXT_LABEL}.{}", self.0)
+    }
+}
+
+/// The label under the claimed domain that holds the proof.
+pub const TXT_LABEL: &str = "_federation-gateway";
+/// What the TXT record's value starts with; the verification token follows.
+pub const TXT_PREFIX: &str = "federation-gateway-verification=";
+
+/// The per-domain secret an organisation publishes to prove that it controls the domain. It
+/// is random (122 bits), shown only to the organisation, and kept while the claim stands.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VerificationToken(String);
+
+impl VerificationToken {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// A stored token: 16 to 64 lower-case hex digits.
+    pub fn parse(raw: &str) -> Result<Self, RuleViolation> {
+        if (16..=64).contains(&raw.len())
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(RuleViolation::new(
+                "verification_token",
+                "must be 16 to 64 lower-case hex digits",
+            ))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The exact TXT value to publish.
+    pub fn txt_value(&self) -> String {
+        format!("{TXT_PREFIX}{}", self.0)
+    }
+}
+
+/// How a domain was verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum VerificationMethod {
+    /// The organisation published the TXT record and the gateway resolved it.
+    Dns,
+    /// A reviewer verified it by hand, with a reason.
+    Manual,
+}
+
+impl VerificationMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+            Self::Manual => "manual",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "dns" => Some(Self::Dns),
+            "manual" => Some(Self::Manual),
+            _ => None,
+        }
+    }
+}
+
+/// A successful verification: when, how and (by hand) by whom and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    pub at: DateTime<Utc>,
+    pub method: VerificationMethod,
+    /// The reviewer's subject, for a manual verification.
+    pub by: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// A claimed domain's standing, as the organisation and reviewers see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DomainStatus {
+    /// Claimed but not proven; blocks nobody.
+    Unverified,
+    /// Proven: it belongs to this organisation, and blocks the name and its subdomains for
+    /// every other organisation.
+    Verified,
+    /// Another organisation holds a verified claim on this name or a parent of it: this
+    /// claim can never be verified while that stands.
+    Conflict,
+}
+
+impl DomainStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unverified => "unverified",
+            Self::Verified => "verified",
+            Self::Conflict => "conflict",
+        }
+    }
+}
+
+/// What a DNS server said about the TXT records at a name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxtAnswer {
+    /// The TXT records, each one's character-strings joined.
+    Records(Vec<String>),
+    /// The name exists but has no TXT records (NOERROR, no data).
+    NoRecords,
+    /// The name does not exist (NXDOMAIN).
+    NxDomain,
+}
+
+/// No nameserver gave an answer (timeout, refused, SERVFAIL): nothing can be concluded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("DNS unavailable: {0}")]
+pub struct DnsUnavailable(pub String);
+
+/// Port: resolves TXT records through a real resolver. Implementations MUST NOT cache
+/// answers across calls (a proof is checked as it stands now), and MUST report a server that
+/// did not answer as `DnsUnavailable`, never as `NoRecords` or `NxDomain`.
+pub trait TxtResolver: Send + Sync {
+    fn txt(&self, name: &str) -> Result<TxtAnswer, DnsUnavailable>;
+}
+
+/// Port: the Public Suffix List (names under which anyone can register, such as `org.uk`
+/// or `github.io`), kept outside the domain layer.
+pub trait PublicSuffixes: Send + Sync {
+    /// Whether `name` is itself a public suffix (ICANN or private section).
+    fn is_public_suffix(&self, name: &str) -> bool;
+}
+
+/// Whether `answer` proves `token` for `domain`: one TXT record exactly
+/// `federation-gateway-verification=<token>` (surrounding blanks ignored).
+pub fn check_txt_proof(
+    domain: &EmailDomain,
+    token: &VerificationToken,
+    answer: &TxtAnswer,
+) -> Result<(), RuleViolation> {
+    let name = domain.txt_record_name();
+    let expected = token.txt_value();
+    let records = match answer {
+        TxtAnswer::NxDomain => {
+            return Err(RuleViolation::new(
+                "txt_record_missing",
+                format!("{name} does not exist (NXDOMAIN): publish TXT \"{expected}\" there"),
+            ))
+        }
+        TxtAnswer::NoRecords => &[][..],
+        TxtAnswer::Records(records) => records.as_slice(),
+    };
+    if records.iter().any(|r| r.trim() == expected) {
+        return Ok(());
+    }
+    if records.iter().any(|r| r.trim().starts_with(TXT_PREFIX)) {
+        return Err(RuleViolation::new(
+            "txt_record_mismatch",
+            format!(
+                "the TXT record at {name} holds another verification token: publish \"{expected}\""
+            ),
+        ));
+    }
+    Err(RuleViolation::new(
+        "txt_record_missing",
+        format!("no TXT record at {name} starts with {TXT_PREFIX}: publish \"{expected}\""),
+    ))
+}
+
 impl TryFrom<String> for EmailDomain {
     type Error = RuleViolation;
     fn try_from(raw: String) -> Result<Self, Self::Error> {
@@ -219,6 +395,45 @@ mod tests {
             .unwrap()
             .check_claimable()
             .is_ok());
+    }
+
+    #[test]
+    fn a_txt_proof_needs_the_exact_token() {
+        let domain = EmailDomain::parse("leedscare.org.uk").unwrap();
+        let token = VerificationToken::generate();
+        assert_eq!(
+            domain.txt_record_name(),
+            "_federation-gateway.leedscare.org.uk"
+        );
+        let check =
+            |answer: TxtAnswer| check_txt_proof(&domain, &token, &answer).map_err(|e| e.rule);
+        assert_eq!(check(TxtAnswer::NxDomain), Err("txt_record_missing"));
+        assert_eq!(check(TxtAnswer::NoRecords), Err("txt_record_missing"));
+        assert_eq!(
+            check(TxtAnswer::Records(vec!["v=spf1 -all".into()])),
+            Err("txt_record_missing")
+        );
+        assert_eq!(
+            check(TxtAnswer::Records(vec![format!(
+                "{TXT_PREFIX}0123456789abcdef"
+            )])),
+            Err("txt_record_mismatch")
+        );
+        assert_eq!(
+            check(TxtAnswer::Records(vec![
+                "v=spf1 -all".into(),
+                format!(" {} ", token.txt_value())
+            ])),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn tokens_are_random_and_parse_back() {
+        let a = VerificationToken::generate();
+        assert_ne!(a, VerificationToken::generate());
+        assert_eq!(VerificationToken::parse(a.as_str()), Ok(a));
+        assert!(VerificationToken::parse("not-hex").is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod dns;
 pub mod evidence;
 pub mod exchange;
 pub mod keys;
+pub mod merkle;
 pub mod ods;
 pub mod organisation;
 pub mod ports;
@@ -38,8 +39,9 @@ pub use organisation::{
     OrganisationStatus, Version,
 };
 pub use ports::{
-    AgreementRepository, AuditRepository, Conflict, CredentialDigest, EvidenceRepository,
-    HealthCheck, OrganisationRepository, PartnerKeyRepository, ReplayCache, RepositoryError,
-    SecureDomainRepository, SigningKeyRepository, StoredCredential, StoredSigningKey,
+    AgreementRepository, AuditFilter, AuditRepository, Checkpoint, Conflict, CredentialDigest,
+    EvidenceRepository, HealthCheck, OrganisationRepository, PartnerKeyRepository, ReplayCache,
+    RepositoryError, SealedRecord, SecureDomainRepository, SigningKeyRepository, StoredCredential,
+    StoredSigningKey,
 };
 pub use validation::{FieldError, ValidationErrors};

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::category::CareCategory;
 use crate::contact::{Contact, Contacts};
-use crate::dns::EmailDomain;
+use crate::dns::{DomainStatus, EmailDomain, Verification, VerificationToken};
 use crate::exchange::ExchangeVersion;
 use crate::ods::OdsCode;
 use crate::text::{BusinessNeed, OrganisationName};
@@ -59,11 +59,45 @@ impl Version {
     }
 }
 
-/// A domain an organisation has claimed, and whether it is on the secure-email accredited list.
+/// A domain an organisation has claimed: whether it is on the secure-email accredited list,
+/// and how far its ownership is proven.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClaimedDomain {
     pub name: EmailDomain,
     pub accredited: bool,
+    /// What the organisation publishes at `_federation-gateway.<name>`.
+    pub token: VerificationToken,
+    /// Set once the organisation proved the claim (or a reviewer verified it by hand).
+    pub verification: Option<Verification>,
+    /// A DNS-verified domain whose TXT record maintenance no longer found, since when.
+    pub record_missing_since: Option<DateTime<Utc>>,
+    /// Another active organisation holds a verified claim on this name or a parent of it
+    /// (computed when read, never stored).
+    pub held_elsewhere: bool,
+}
+
+impl ClaimedDomain {
+    /// A new, unverified claim with a fresh token.
+    pub fn unverified(name: EmailDomain) -> Self {
+        Self {
+            name,
+            accredited: false,
+            token: VerificationToken::generate(),
+            verification: None,
+            record_missing_since: None,
+            held_elsewhere: false,
+        }
+    }
+
+    pub fn status(&self) -> DomainStatus {
+        if self.verification.is_some() {
+            DomainStatus::Verified
+        } else if self.held_elsewhere {
+            DomainStatus::Conflict
+        } else {
+            DomainStatus::Unverified
+        }
+    }
 }
 
 /// Whether a registration stands. Nothing is deleted to free a name: a rejected registration
@@ -271,8 +305,9 @@ impl OrganisationChange {
     }
 
     /// Applies the change, returning the new state and the names of the fields that really
-    /// changed (for the audit trail). Accreditation of kept domains is carried over; new
-    /// domains start unaccredited until the store looks them up.
+    /// changed (for the audit trail). Kept domains keep their accreditation, token and
+    /// verification; new domains start unaccredited (until the store looks them up) and
+    /// unverified, with a fresh token.
     pub fn apply(
         &self,
         current: &Organisation,
@@ -302,12 +337,13 @@ impl OrganisationChange {
             if *domains != current.domain_names() {
                 next.domains = domains
                     .iter()
-                    .map(|name| ClaimedDomain {
-                        name: name.clone(),
-                        accredited: current
+                    .map(|name| {
+                        current
                             .domains
                             .iter()
-                            .any(|d| d.name == *name && d.accredited),
+                            .find(|d| d.name == *name)
+                            .cloned()
+                            .unwrap_or_else(|| ClaimedDomain::unverified(name.clone()))
                     })
                     .collect();
                 changed.push("domains");
@@ -432,7 +468,7 @@ mod tests {
                 .into_iter()
                 .map(|name| ClaimedDomain {
                     accredited: true,
-                    name,
+                    ..ClaimedDomain::unverified(name)
                 })
                 .collect(),
             contacts: new.contacts,
@@ -470,7 +506,12 @@ mod tests {
             next.domains[0].accredited,
             "kept domain keeps its accreditation"
         );
+        assert_eq!(
+            next.domains[0].token, current.domains[0].token,
+            "kept domain keeps its token"
+        );
         assert!(!next.domains[1].accredited);
+        assert_eq!(next.domains[1].status(), DomainStatus::Unverified);
     }
 
     #[test]

@@ -6,18 +6,22 @@ use chrono::{DateTime, Utc};
 use crate::accreditation::SecureDomainPattern;
 use crate::agreement::{Agreement, AgreementId, AgreementState};
 use crate::audit::{AuditEvent, NewAuditEvent};
-use crate::dns::EmailDomain;
+use crate::dns::{EmailDomain, Verification};
 use crate::evidence::{Evidence, EvidenceId, Verdict};
 use crate::keys::PartnerKey;
+use crate::merkle::{Hash, NodeId, Sha256};
 use crate::ods::OdsCode;
 use crate::organisation::{NewOrganisation, Organisation, OrganisationId, Version};
+use std::collections::HashMap;
 
 /// A uniqueness rule that a write would break.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Conflict {
-    #[error("the domain {0} is already registered to another organisation")]
+    /// The name, or a name it is under, is verified by another active organisation.
+    #[error("the domain {0} (or a domain it is under) is verified by another organisation")]
     DomainTaken(EmailDomain),
-    #[error("an organisation with ODS code {0} is already registered")]
+    /// Another organisation holds the ODS code: it has an approved (or suspended) agreement.
+    #[error("the ODS code {0} is held by another organisation with an approved agreement")]
     OdsCodeTaken(OdsCode),
     /// A unique constraint of the store, by name, that no more specific rule explains.
     #[error("the write breaks the unique constraint {constraint}")]
@@ -60,13 +64,41 @@ pub struct StoredCredential {
     pub secret_sha256: String,
 }
 
+/// A verified claim of another active organisation that overlaps one of ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainOverlap {
+    /// Our claimed domain.
+    pub ours: EmailDomain,
+    /// The other organisation's verified domain: the same name, a parent or a subdomain.
+    pub theirs: EmailDomain,
+}
+
+/// What other organisations' claims mean for one organisation (for reviewers and approval).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimOverlaps {
+    pub domains: Vec<DomainOverlap>,
+    /// Another organisation holds the ODS code (it has an approved or suspended agreement).
+    pub ods_code_held_elsewhere: bool,
+    /// How many other active organisations name the same ODS code.
+    pub ods_code_registrations_elsewhere: usize,
+}
+
+/// A DNS-verified claim, for re-checking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsVerifiedClaim {
+    pub organisation_id: OrganisationId,
+    pub domain: crate::organisation::ClaimedDomain,
+}
+
 pub trait OrganisationRepository: Send + Sync {
     /// Stores a new organisation with version 1, its registration credential and `event`,
-    /// atomically.
+    /// atomically. Every domain starts unverified with a fresh token.
     ///
-    /// MUST return `Conflict::DomainTaken(d)` naming a domain already claimed by another
-    /// organisation, and `Conflict::OdsCodeTaken` when the ODS code is registered; then it
-    /// stores nothing. Accreditation of the returned domains reflects the current list.
+    /// Unverified claims block nobody. MUST return `Conflict::DomainTaken(d)` naming a
+    /// domain equal to or under a domain verified by another active organisation, and
+    /// `Conflict::OdsCodeTaken` when another organisation holds the ODS code (has an
+    /// approved or suspended agreement); then it stores nothing. Accreditation of the
+    /// returned domains reflects the current list.
     fn create(
         &self,
         id: OrganisationId,
@@ -92,17 +124,55 @@ pub trait OrganisationRepository: Send + Sync {
     /// Replaces the stored organisation by `next` (whose version is `expected.next()`) and
     /// appends `event`, atomically, only if the stored version is still `expected`.
     ///
+    /// Domains keep the token and verification `next` carries for them.
+    ///
     /// MUST return `NotFound` for an unknown id, `VersionMismatch` when the stored version is
-    /// not `expected`, `Conflict::DomainTaken` when a new domain belongs to another active
-    /// organisation, and `Conflict::OdsCodeTaken` when making an organisation active again
-    /// would give its ODS code two active holders; then it changes nothing. A status other
-    /// than active releases the organisation's ODS code and domains.
+    /// not `expected`, and `Conflict::DomainTaken` when a domain the organisation did not
+    /// claim before is equal to or under a domain verified by another active organisation;
+    /// then it changes nothing. A status other than active releases the organisation's
+    /// domains (their claims and verifications stop counting).
     fn update(
         &self,
         expected: Version,
         next: &Organisation,
         event: &NewAuditEvent,
     ) -> Result<Organisation, RepositoryError>;
+
+    /// Marks the organisation's claim on `domain` verified as `verification` says, clears
+    /// any missing-record flag, increments the organisation's version and appends `event`,
+    /// atomically, holding the domain-verification lock so that two organisations never
+    /// verify overlapping names at once.
+    ///
+    /// MUST return `NotFound` when the organisation is unknown, not active or does not claim
+    /// `domain`, and `Conflict::DomainTaken(domain)` when another active organisation holds
+    /// a verified claim on `domain` or a parent of it (a verified subdomain elsewhere does
+    /// not block); then it changes nothing.
+    fn verify_domain(
+        &self,
+        id: OrganisationId,
+        domain: &EmailDomain,
+        verification: &Verification,
+        event: &NewAuditEvent,
+    ) -> Result<Organisation, RepositoryError>;
+
+    /// Records that the TXT record of a DNS-verified claim was missing since `since` (or,
+    /// with `None`, that it is back), increments the organisation's version and appends
+    /// `event`, atomically. MUST return `NotFound` when the organisation does not claim
+    /// `domain`.
+    fn set_record_missing(
+        &self,
+        id: OrganisationId,
+        domain: &EmailDomain,
+        since: Option<DateTime<Utc>>,
+        event: &NewAuditEvent,
+    ) -> Result<(), RepositoryError>;
+
+    /// Every DNS-verified claim of an active organisation, in organisation and domain order.
+    fn dns_verified_claims(&self) -> Result<Vec<DnsVerifiedClaim>, RepositoryError>;
+
+    /// How other active organisations' verified claims and ODS codes overlap `organisation`'s.
+    fn claim_overlaps(&self, organisation: &Organisation)
+        -> Result<ClaimOverlaps, RepositoryError>;
 }
 
 pub trait SecureDomainRepository: Send + Sync {
@@ -119,6 +189,9 @@ pub trait AuditRepository: Send + Sync {
     /// Appends one event outside any other change.
     fn append(&self, event: &NewAuditEvent) -> Result<AuditEvent, RepositoryError>;
 
+    /// Appends `events` in one transaction: all of them, or none.
+    fn append_all(&self, events: &[NewAuditEvent]) -> Result<(), RepositoryError>;
+
     /// Events with `seq > after`, oldest first, at most `limit`.
     fn list_events(&self, after: i64, limit: i64) -> Result<Vec<AuditEvent>, RepositoryError>;
 
@@ -129,6 +202,71 @@ pub trait AuditRepository: Send + Sync {
         subject_id: &str,
         limit: i64,
     ) -> Result<Vec<AuditEvent>, RepositoryError>;
+
+    /// The sequencer: seals up to `limit` committed, unsealed records in commit order. Each
+    /// gets the next position, its chain hash and its Merkle leaf (with the subtrees it
+    /// completes), all in one transaction. MUST seal nothing and return `Ok(0)` while another
+    /// process holds the sequencer lock, so positions never fork. Returns how many it sealed.
+    fn seal(&self, hasher: &dyn Sha256, limit: i64) -> Result<usize, RepositoryError>;
+
+    /// How many records are sealed, and the last one's chain hash.
+    fn sealed_head(&self) -> Result<(i64, Option<String>), RepositoryError>;
+
+    /// Sealed records matching `filter` with positions above `after`, by position, at most
+    /// `limit`, each with its stored chain hash. Never an unsealed one.
+    fn sealed_records(
+        &self,
+        filter: &AuditFilter,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<SealedRecord>, RepositoryError>;
+
+    /// The stored complete subtrees among `ids` (missing ones are left out).
+    fn tree_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, RepositoryError>;
+
+    /// Stores a signed checkpoint and remembers the public key that signed it.
+    fn add_checkpoint(
+        &self,
+        checkpoint: &Checkpoint,
+        public_jwk: &serde_json::Value,
+    ) -> Result<(), RepositoryError>;
+
+    /// Every stored checkpoint, by tree size.
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, RepositoryError>;
+
+    /// Every public key that ever signed a checkpoint: `(kid, jwk)`.
+    fn audit_keys(&self) -> Result<Vec<(String, serde_json::Value)>, RepositoryError>;
+}
+
+/// What auditors filter the trail by.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct AuditFilter {
+    pub organisation: Option<String>,
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// A sealed record and the chain hash stored with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealedRecord {
+    pub event: AuditEvent,
+    pub hash: String,
+}
+
+/// A signed tree head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub tree_size: i64,
+    /// Hex SHA-256 Merkle root of the first `tree_size` records.
+    pub root_hash: String,
+    /// Hex chain hash of record `tree_size - 1`.
+    pub chain_hash: String,
+    pub signed_at: DateTime<Utc>,
+    pub kid: String,
+    /// The compact JWS (typ `gw-checkpoint+jws`) over the head.
+    pub jws: String,
 }
 
 /// Information-governance evidence and its documents. Documents live in the store, so every

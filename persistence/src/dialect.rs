@@ -6,8 +6,10 @@ use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 
 use crate::connection::DbConnection;
-use crate::models::DomainRow;
-use crate::schema::{organisation_domains, organisations, secure_email_domains};
+use crate::models::{DomainRow, NewAuditRow};
+use crate::schema::{
+    audit_events, audit_tree, organisation_domains, organisations, secure_email_domains,
+};
 
 /// Runs `$body` with `$c` bound to the backend's own connection type, for statements that
 /// `MultiConnection` cannot express over both at once.
@@ -64,4 +66,56 @@ pub(crate) fn lock_organisation(conn: &mut DbConnection, id: &str) -> Result<boo
         DbConnection::Sqlite(c) => query.first(c).optional()?,
     };
     Ok(found.is_some())
+}
+
+/// Inserts audit tree nodes `(level, idx, hash)` in statements of at most 1000 rows.
+pub(crate) fn insert_tree_nodes(
+    conn: &mut DbConnection,
+    nodes: &[(i32, i64, String)],
+) -> Result<usize, DieselError> {
+    let mut inserted = 0;
+    for chunk in nodes.chunks(1000) {
+        let rows: Vec<_> = chunk
+            .iter()
+            .map(|(level, idx, hash)| {
+                (
+                    audit_tree::level.eq(*level),
+                    audit_tree::idx.eq(*idx),
+                    audit_tree::hash.eq(hash),
+                )
+            })
+            .collect();
+        let insert = diesel::insert_into(audit_tree::table).values(&rows);
+        inserted += per_backend!(&mut *conn, |c| insert.execute(c))?;
+    }
+    Ok(inserted)
+}
+
+/// Inserts audit rows in statements of at most 500 rows (one group commit's worth).
+pub(crate) fn insert_audit_rows(
+    conn: &mut DbConnection,
+    rows: &[NewAuditRow],
+) -> Result<usize, DieselError> {
+    let mut inserted = 0;
+    for chunk in rows.chunks(500) {
+        let insert = diesel::insert_into(audit_events::table).values(chunk);
+        inserted += per_backend!(&mut *conn, |c| insert.execute(c))?;
+    }
+    Ok(inserted)
+}
+
+/// A key of our own in PostgreSQL's advisory-lock space: "fg-domain" claims.
+const DOMAIN_CLAIMS_LOCK: i64 = 0x6667_2d64_6f6d_6169;
+
+/// Serialises every write that checks or changes who holds a domain (registration, change,
+/// verification) until the transaction ends, so two organisations never verify overlapping
+/// names at once and a name cannot become held between a check and a write. PostgreSQL:
+/// a transaction-scoped advisory lock; SQLite writers are already serialised in-process.
+pub(crate) fn lock_domain_claims(conn: &mut DbConnection) -> Result<(), DieselError> {
+    if let DbConnection::Postgres(c) = conn {
+        diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(DOMAIN_CLAIMS_LOCK)
+            .execute(c)?;
+    }
+    Ok(())
 }

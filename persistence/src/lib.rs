@@ -17,6 +17,7 @@ mod secure_domains;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use audit::Sha256Hasher;
 pub use connection::{Backend, ConnectionFactory, Database, DbConnection, PoolOptions};
 pub use database_url::{DatabaseUrl, DatabaseUrlError};
 pub use error::StoreError;

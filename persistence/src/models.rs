@@ -118,6 +118,13 @@ pub(crate) struct DomainRow {
     /// False once the organisation is no longer active: the claim stays on record but no
     /// longer holds the domain.
     pub active: bool,
+    pub verification_token: String,
+    /// Set once the claim is proven; only a verified, active claim holds the name.
+    pub verified_at: Option<NaiveDateTime>,
+    pub verification_method: Option<String>,
+    pub verified_by: Option<String>,
+    pub verification_reason: Option<String>,
+    pub record_missing_since: Option<NaiveDateTime>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -141,11 +148,29 @@ pub(crate) struct NewAuditRow {
     pub subject_id: Option<String>,
     pub request_id: Option<String>,
     pub details: String,
+    pub organisation_id: Option<String>,
+}
+
+/// The organisation an event is about, for the auditors' filter: the subject when it is an
+/// organisation, else the acting organisation, else `details.organisation_id`.
+fn organisation_of(event: &NewAuditEvent) -> Option<String> {
+    if event.subject_type == "organisation" {
+        return event.subject_id.clone();
+    }
+    if let gateway_domain::Actor::Organisation(id) = &event.actor {
+        return Some(id.to_string());
+    }
+    event
+        .details
+        .get("organisation_id")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
 }
 
 impl NewAuditRow {
     pub fn from_event(event: &NewAuditEvent) -> Self {
         Self {
+            organisation_id: organisation_of(event),
             id: Uuid::now_v7().to_string(),
             occurred_at: to_db_time(event.occurred_at),
             actor_type: event.actor.kind().to_owned(),
@@ -163,6 +188,8 @@ impl NewAuditRow {
 #[diesel(table_name = audit_events)]
 pub(crate) struct AuditRow {
     pub seq: i64,
+    pub log_position: Option<i64>,
+    pub hash: Option<String>,
     pub id: String,
     pub occurred_at: NaiveDateTime,
     pub actor_type: String,
@@ -182,6 +209,7 @@ impl TryFrom<AuditRow> for AuditEvent {
             |why: String| RepositoryError::Corrupt(format!("audit event {}: {why}", row.seq));
         Ok(AuditEvent {
             seq: row.seq,
+            position: row.log_position,
             id: Uuid::parse_str(&row.id).map_err(|e| corrupt(e.to_string()))?,
             occurred_at: from_db_time(row.occurred_at),
             actor_type: row.actor_type,

@@ -1,11 +1,13 @@
-//! The organisation repository: organisations, their claimed domains and registration
-//! credentials.
+//! The organisation repository: organisations, their claimed domains (with their ownership
+//! proof) and registration credentials.
 
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
+use gateway_domain::dns::{Verification, VerificationMethod, VerificationToken};
+use gateway_domain::ports::{ClaimOverlaps, DnsVerifiedClaim, DomainOverlap};
 use gateway_domain::{
     ClaimedDomain, Conflict, CredentialDigest, EmailDomain, NewAuditEvent, NewOrganisation,
     OdsCode, Organisation, OrganisationId, OrganisationRepository, OrganisationStatus,
@@ -17,16 +19,16 @@ use crate::audit::append_event;
 use crate::connection::{Database, DbConnection};
 use crate::dialect;
 use crate::error::TxError;
-use crate::models::{to_db_time, CredentialRow, DomainRow, OrganisationRow};
+use crate::models::{from_db_time, to_db_time, CredentialRow, DomainRow, OrganisationRow};
 use crate::schema::{
-    organisation_domains, organisations, registration_credentials, secure_email_domains,
+    agreements, organisation_domains, organisations, registration_credentials, secure_email_domains,
 };
 
 /// Which of `names` are on the accredited list, exactly or through a `*.` wildcard.
 pub(crate) fn accreditation(
     conn: &mut DbConnection,
     names: &[EmailDomain],
-) -> Result<Vec<ClaimedDomain>, DieselError> {
+) -> Result<Vec<bool>, DieselError> {
     let mut candidates: Vec<String> = Vec::new();
     for name in names {
         candidates.push(name.to_string());
@@ -40,12 +42,93 @@ pub(crate) fn accreditation(
         .collect();
     Ok(names
         .iter()
-        .map(|name| ClaimedDomain {
-            accredited: listed.contains(name.as_str())
-                || name.parents().any(|p| listed.contains(&format!("*.{p}"))),
-            name: name.clone(),
+        .map(|name| {
+            listed.contains(name.as_str())
+                || name.parents().any(|p| listed.contains(&format!("*.{p}")))
         })
         .collect())
+}
+
+/// The names among `domains` and their parents that an active organisation other than
+/// `owner` has verified.
+fn verified_elsewhere(
+    conn: &mut DbConnection,
+    domains: &[EmailDomain],
+    owner: &str,
+) -> Result<HashSet<String>, DieselError> {
+    let mut candidates: Vec<&str> = Vec::new();
+    for domain in domains {
+        candidates.push(domain.as_str());
+        candidates.extend(domain.parents());
+    }
+    if candidates.is_empty() {
+        return Ok(HashSet::new());
+    }
+    Ok(organisation_domains::table
+        .filter(organisation_domains::domain.eq_any(&candidates))
+        .filter(organisation_domains::active.eq(true))
+        .filter(organisation_domains::verified_at.is_not_null())
+        .filter(organisation_domains::organisation_id.ne(owner))
+        .select(organisation_domains::domain)
+        .load(conn)?
+        .into_iter()
+        .collect())
+}
+
+/// Whether `domain` is equal to or under one of `held`.
+fn is_held(domain: &EmailDomain, held: &HashSet<String>) -> bool {
+    held.contains(domain.as_str()) || domain.parents().any(|p| held.contains(p))
+}
+
+fn claim_from_row(
+    row: DomainRow,
+    accredited: bool,
+    held: &HashSet<String>,
+) -> Result<ClaimedDomain, RepositoryError> {
+    let corrupt = |why: String| {
+        RepositoryError::Corrupt(format!(
+            "organisation {} domain {}: {why}",
+            row.organisation_id, row.domain
+        ))
+    };
+    let name = EmailDomain::parse(&row.domain).map_err(|e| corrupt(e.to_string()))?;
+    let token =
+        VerificationToken::parse(&row.verification_token).map_err(|e| corrupt(e.to_string()))?;
+    let verification = match (row.verified_at, row.verification_method.as_deref()) {
+        (None, _) => None,
+        (Some(at), Some(method)) => Some(Verification {
+            at: from_db_time(at),
+            method: VerificationMethod::parse(method)
+                .ok_or_else(|| corrupt(format!("unknown verification method {method}")))?,
+            by: row.verified_by.clone(),
+            reason: row.verification_reason.clone(),
+        }),
+        (Some(_), None) => return Err(corrupt("verified without a method".into())),
+    };
+    Ok(ClaimedDomain {
+        held_elsewhere: is_held(&name, held),
+        name,
+        accredited,
+        token,
+        verification,
+        record_missing_since: row.record_missing_since.map(from_db_time),
+    })
+}
+
+fn domain_row(id: &str, position: usize, claim: &ClaimedDomain, active: bool) -> DomainRow {
+    let verification = claim.verification.as_ref();
+    DomainRow {
+        organisation_id: id.to_owned(),
+        domain: claim.name.to_string(),
+        position: i32::try_from(position).unwrap_or(i32::MAX),
+        active,
+        verification_token: claim.token.as_str().to_owned(),
+        verified_at: verification.map(|v| to_db_time(v.at)),
+        verification_method: verification.map(|v| v.method.as_str().to_owned()),
+        verified_by: verification.and_then(|v| v.by.clone()),
+        verification_reason: verification.and_then(|v| v.reason.clone()),
+        record_missing_since: claim.record_missing_since.map(to_db_time),
+    }
 }
 
 fn load(conn: &mut DbConnection, id: &str) -> Result<Option<Organisation>, TxError> {
@@ -57,99 +140,90 @@ fn load(conn: &mut DbConnection, id: &str) -> Result<Option<Organisation>, TxErr
     else {
         return Ok(None);
     };
-    let names: Vec<String> = organisation_domains::table
+    let rows: Vec<DomainRow> = organisation_domains::table
         .filter(organisation_domains::organisation_id.eq(id))
         .order(organisation_domains::position.asc())
-        .select(organisation_domains::domain)
+        .select(DomainRow::as_select())
         .load(conn)?;
-    let names = names
+    let names = rows
         .iter()
-        .map(|n| EmailDomain::parse(n))
+        .map(|r| EmailDomain::parse(&r.domain))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| RepositoryError::Corrupt(format!("organisation {id}: domain: {e}")))?;
-    let domains = accreditation(conn, &names)?;
+    let accredited = accreditation(conn, &names)?;
+    let held = verified_elsewhere(conn, &names, id)?;
+    let domains = rows
+        .into_iter()
+        .zip(accredited)
+        .map(|(row, accredited)| claim_from_row(row, accredited, &held))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(row.into_entity(domains)?))
 }
 
-/// The first of `domains` actively claimed by an organisation other than `owner`.
+/// The first of `domains` equal to or under a domain verified by an active organisation
+/// other than `owner`.
 fn taken_domain(
     conn: &mut DbConnection,
     domains: &[EmailDomain],
-    owner: Option<&str>,
+    owner: &str,
 ) -> Result<Option<EmailDomain>, TxError> {
-    let names: Vec<&str> = domains.iter().map(EmailDomain::as_str).collect();
-    let mut query = organisation_domains::table
-        .filter(organisation_domains::domain.eq_any(&names))
-        .filter(organisation_domains::active.eq(true))
-        .select(organisation_domains::domain)
-        .into_boxed();
-    if let Some(owner) = owner {
-        query = query.filter(organisation_domains::organisation_id.ne(owner));
-    }
-    let taken: HashSet<String> = query.load(conn)?.into_iter().collect();
-    Ok(domains.iter().find(|d| taken.contains(d.as_str())).cloned())
+    let held = verified_elsewhere(conn, domains, owner)?;
+    Ok(domains.iter().find(|d| is_held(d, &held)).cloned())
 }
 
-/// Whether an active organisation other than `owner` holds `code`.
-fn ods_code_taken(
-    conn: &mut DbConnection,
-    code: &OdsCode,
-    owner: Option<&str>,
-) -> Result<bool, TxError> {
-    let mut query = organisations::table
+/// Whether an organisation other than `owner` holds `code`: it has an agreement in force
+/// (approved or suspended). Registrations alone never hold a code.
+fn ods_code_held(conn: &mut DbConnection, code: &OdsCode, owner: &str) -> Result<bool, TxError> {
+    let holders: i64 = agreements::table
+        .inner_join(organisations::table)
         .filter(organisations::ods_code.eq(code.as_str()))
-        .filter(organisations::status.eq(OrganisationStatus::Active.as_str()))
-        .into_boxed();
-    if let Some(owner) = owner {
-        query = query.filter(organisations::id.ne(owner));
-    }
-    let holders: i64 = query.count().get_result(conn)?;
+        .filter(organisations::id.ne(owner))
+        .filter(agreements::state.eq_any(["approved", "suspended"]))
+        .count()
+        .get_result(conn)?;
     Ok(holders > 0)
 }
 
-/// Which uniqueness rule `organisation` (stored, or about to be, as `owner`) would break
-/// against the other active organisations, if any.
+/// Which rule a registration (stored, or about to be, as `owner`) claiming `new_domains`
+/// would break against other organisations, if any.
 fn conflict_with_others(
     conn: &mut DbConnection,
-    ods_code: &OdsCode,
-    domains: &[EmailDomain],
-    owner: Option<&str>,
+    ods_code: Option<&OdsCode>,
+    new_domains: &[EmailDomain],
+    owner: &str,
 ) -> Result<Option<Conflict>, TxError> {
-    if ods_code_taken(conn, ods_code, owner)? {
-        return Ok(Some(Conflict::OdsCodeTaken(ods_code.clone())));
+    if let Some(code) = ods_code {
+        if ods_code_held(conn, code, owner)? {
+            return Ok(Some(Conflict::OdsCodeTaken(code.clone())));
+        }
     }
-    Ok(taken_domain(conn, domains, owner)?.map(Conflict::DomainTaken))
+    Ok(taken_domain(conn, new_domains, owner)?.map(Conflict::DomainTaken))
 }
 
 fn insert_domains(
     conn: &mut DbConnection,
     id: &str,
-    domains: &[EmailDomain],
+    domains: &[ClaimedDomain],
     active: bool,
 ) -> Result<(), DieselError> {
     let rows: Vec<DomainRow> = domains
         .iter()
         .enumerate()
-        .map(|(position, d)| DomainRow {
-            organisation_id: id.to_owned(),
-            domain: d.to_string(),
-            position: i32::try_from(position).unwrap_or(i32::MAX),
-            active,
-        })
+        .map(|(position, d)| domain_row(id, position, d, active))
         .collect();
     dialect::insert_domains(conn, &rows)?;
     Ok(())
 }
 
-/// A concurrent writer took an ODS code or a domain between our check and our write, and
-/// the store's unique index refused it: name what was taken, by reading again.
-fn name_the_conflict(
+/// A concurrent writer verified a domain between our check and our write, and the store's
+/// unique index refused it: name what was taken, by reading again.
+fn name_the_conflict<T>(
     db: &Database,
-    result: Result<Organisation, RepositoryError>,
-    ods_code: &OdsCode,
+    result: Result<T, RepositoryError>,
+    ods_code: Option<&OdsCode>,
     domains: &[EmailDomain],
-    owner: Option<&str>,
-) -> Result<Organisation, RepositoryError> {
+    owner: &str,
+) -> Result<T, RepositoryError> {
     match result {
         Err(RepositoryError::Conflict(Conflict::Unique { constraint })) => {
             match db.read(|conn| conflict_with_others(conn, ods_code, domains, owner))? {
@@ -158,6 +232,21 @@ fn name_the_conflict(
             }
         }
         other => other,
+    }
+}
+
+/// Increments the organisation's version (something hanging off it changed).
+fn bump_version(conn: &mut DbConnection, id: &str, at: DateTime<Utc>) -> Result<(), TxError> {
+    let updated = diesel::update(organisations::table.find(id))
+        .set((
+            organisations::version.eq(organisations::version + 1),
+            organisations::updated_at.eq(to_db_time(at)),
+        ))
+        .execute(conn)?;
+    if updated == 1 {
+        Ok(())
+    } else {
+        Err(RepositoryError::NotFound.into())
     }
 }
 
@@ -172,7 +261,12 @@ impl OrganisationRepository for Database {
     ) -> Result<Organisation, RepositoryError> {
         let id_text = id.to_string();
         let result = self.write(|conn| {
-            if let Some(conflict) = conflict_with_others(conn, &new.ods_code, &new.domains, None)? {
+            // Verifications take the same lock: a name cannot become held between the check
+            // and the insert.
+            dialect::lock_domain_claims(conn)?;
+            if let Some(conflict) =
+                conflict_with_others(conn, Some(&new.ods_code), &new.domains, &id_text)?
+            {
                 return Err(conflict.into());
             }
             let placeholder = Organisation {
@@ -193,7 +287,12 @@ impl OrganisationRepository for Database {
             diesel::insert_into(organisations::table)
                 .values(OrganisationRow::from_entity(&placeholder))
                 .execute(conn)?;
-            insert_domains(conn, &id_text, &new.domains, true)?;
+            let claims: Vec<ClaimedDomain> = new
+                .domains
+                .iter()
+                .map(|d| ClaimedDomain::unverified(d.clone()))
+                .collect();
+            insert_domains(conn, &id_text, &claims, true)?;
             diesel::insert_into(registration_credentials::table)
                 .values(CredentialRow {
                     selector: credential.selector.clone(),
@@ -205,7 +304,7 @@ impl OrganisationRepository for Database {
             append_event(conn, event)?;
             load(conn, &id_text)?.ok_or(TxError::Domain(RepositoryError::NotFound))
         });
-        name_the_conflict(self, result, &new.ods_code, &new.domains, None)
+        name_the_conflict(self, result, Some(&new.ods_code), &new.domains, &id_text)
     }
 
     fn get(&self, id: OrganisationId) -> Result<Option<Organisation>, RepositoryError> {
@@ -267,26 +366,43 @@ impl OrganisationRepository for Database {
         let domains = next.domain_names();
         // Only an active organisation's claims count; a rejected one's stay on record.
         let active = next.status == OrganisationStatus::Active;
+        let mut added: Vec<EmailDomain> = Vec::new();
         let result = self.write(|conn| {
-            let current: Option<i64> = organisations::table
+            dialect::lock_domain_claims(conn)?;
+            let current: Option<(i64, String)> = organisations::table
                 .find(&id)
-                .select(organisations::version)
+                .select((organisations::version, organisations::status))
                 .first(conn)
                 .optional()?;
-            match current {
+            let was_active = match current {
                 None => return Err(RepositoryError::NotFound.into()),
-                Some(version) if version != expected.0 => {
+                Some((version, _)) if version != expected.0 => {
                     return Err(RepositoryError::VersionMismatch {
                         current: Version(version),
                     }
                     .into())
                 }
-                Some(_) => {}
-            }
+                Some((_, status)) => status == OrganisationStatus::Active.as_str(),
+            };
             if active {
-                if let Some(conflict) =
-                    conflict_with_others(conn, &next.ods_code, &domains, Some(&id))?
-                {
+                // Claims the organisation already holds stand (shown as `conflict` if someone
+                // else verified them); only new claims are checked.
+                let claimed: HashSet<String> = if was_active {
+                    organisation_domains::table
+                        .filter(organisation_domains::organisation_id.eq(&id))
+                        .select(organisation_domains::domain)
+                        .load(conn)?
+                        .into_iter()
+                        .collect()
+                } else {
+                    HashSet::new()
+                };
+                added = domains
+                    .iter()
+                    .filter(|d| !claimed.contains(d.as_str()))
+                    .cloned()
+                    .collect();
+                if let Some(conflict) = conflict_with_others(conn, None, &added, &id)? {
                     return Err(conflict.into());
                 }
             }
@@ -307,10 +423,171 @@ impl OrganisationRepository for Database {
                 organisation_domains::table.filter(organisation_domains::organisation_id.eq(&id)),
             )
             .execute(conn)?;
-            insert_domains(conn, &id, &domains, active)?;
+            insert_domains(conn, &id, &next.domains, active)?;
             append_event(conn, event)?;
             load(conn, &id)?.ok_or(TxError::Domain(RepositoryError::NotFound))
         });
-        name_the_conflict(self, result, &next.ods_code, &domains, Some(&id))
+        name_the_conflict(self, result, None, &added, &id)
+    }
+
+    fn verify_domain(
+        &self,
+        id: OrganisationId,
+        domain: &EmailDomain,
+        verification: &Verification,
+        event: &NewAuditEvent,
+    ) -> Result<Organisation, RepositoryError> {
+        let id = id.to_string();
+        let result = self.write(|conn| {
+            dialect::lock_domain_claims(conn)?;
+            let status: Option<String> = organisations::table
+                .find(&id)
+                .select(organisations::status)
+                .first(conn)
+                .optional()?;
+            if status.as_deref() != Some(OrganisationStatus::Active.as_str()) {
+                return Err(RepositoryError::NotFound.into());
+            }
+            if taken_domain(conn, std::slice::from_ref(domain), &id)?.is_some() {
+                return Err(RepositoryError::from(Conflict::DomainTaken(domain.clone())).into());
+            }
+            let updated = diesel::update(
+                organisation_domains::table
+                    .filter(organisation_domains::organisation_id.eq(&id))
+                    .filter(organisation_domains::domain.eq(domain.as_str())),
+            )
+            .set((
+                organisation_domains::verified_at.eq(Some(to_db_time(verification.at))),
+                organisation_domains::verification_method.eq(Some(verification.method.as_str())),
+                organisation_domains::verified_by.eq(verification.by.as_deref()),
+                organisation_domains::verification_reason.eq(verification.reason.as_deref()),
+                organisation_domains::record_missing_since.eq(None::<chrono::NaiveDateTime>),
+            ))
+            .execute(conn)?;
+            if updated != 1 {
+                return Err(RepositoryError::NotFound.into());
+            }
+            bump_version(conn, &id, verification.at)?;
+            append_event(conn, event)?;
+            load(conn, &id)?.ok_or(TxError::Domain(RepositoryError::NotFound))
+        });
+        match result {
+            // Only another verified claim on the same name can break the unique index.
+            Err(RepositoryError::Conflict(Conflict::Unique { .. })) => {
+                Err(Conflict::DomainTaken(domain.clone()).into())
+            }
+            other => other,
+        }
+    }
+
+    fn set_record_missing(
+        &self,
+        id: OrganisationId,
+        domain: &EmailDomain,
+        since: Option<DateTime<Utc>>,
+        event: &NewAuditEvent,
+    ) -> Result<(), RepositoryError> {
+        let id = id.to_string();
+        self.write(|conn| {
+            let updated = diesel::update(
+                organisation_domains::table
+                    .filter(organisation_domains::organisation_id.eq(&id))
+                    .filter(organisation_domains::domain.eq(domain.as_str())),
+            )
+            .set(organisation_domains::record_missing_since.eq(since.map(to_db_time)))
+            .execute(conn)?;
+            if updated != 1 {
+                return Err(RepositoryError::NotFound.into());
+            }
+            bump_version(conn, &id, event.occurred_at)?;
+            append_event(conn, event)?;
+            Ok(())
+        })
+    }
+
+    fn dns_verified_claims(&self) -> Result<Vec<DnsVerifiedClaim>, RepositoryError> {
+        self.read(|conn| {
+            let rows: Vec<DomainRow> = organisation_domains::table
+                .inner_join(organisations::table)
+                .filter(organisations::status.eq(OrganisationStatus::Active.as_str()))
+                .filter(organisation_domains::active.eq(true))
+                .filter(
+                    organisation_domains::verification_method.eq(VerificationMethod::Dns.as_str()),
+                )
+                .order((
+                    organisation_domains::organisation_id.asc(),
+                    organisation_domains::position.asc(),
+                ))
+                .select(DomainRow::as_select())
+                .load(conn)?;
+            let none = HashSet::new();
+            rows.into_iter()
+                .map(|row| {
+                    let organisation_id = Uuid::parse_str(&row.organisation_id)
+                        .map(OrganisationId::from_uuid)
+                        .map_err(|e| {
+                            RepositoryError::Corrupt(format!("domain {}: {e}", row.domain))
+                        })?;
+                    Ok(DnsVerifiedClaim {
+                        organisation_id,
+                        domain: claim_from_row(row, false, &none)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, RepositoryError>>()
+                .map_err(TxError::Domain)
+        })
+    }
+
+    fn claim_overlaps(
+        &self,
+        organisation: &Organisation,
+    ) -> Result<ClaimOverlaps, RepositoryError> {
+        let id = organisation.id.to_string();
+        let names = organisation.domain_names();
+        self.read(|conn| {
+            let mut overlaps = ClaimOverlaps {
+                ods_code_held_elsewhere: ods_code_held(conn, &organisation.ods_code, &id)?,
+                ..ClaimOverlaps::default()
+            };
+            let same_code: i64 = organisations::table
+                .filter(organisations::ods_code.eq(organisation.ods_code.as_str()))
+                .filter(organisations::status.eq(OrganisationStatus::Active.as_str()))
+                .filter(organisations::id.ne(&id))
+                .count()
+                .get_result(conn)?;
+            overlaps.ods_code_registrations_elsewhere = usize::try_from(same_code).unwrap_or(0);
+            // The same name or a parent, verified elsewhere...
+            let held = verified_elsewhere(conn, &names, &id)?;
+            for ours in &names {
+                for theirs in std::iter::once(ours.as_str()).chain(ours.parents()) {
+                    if held.contains(theirs) {
+                        if let Ok(theirs) = EmailDomain::parse(theirs) {
+                            overlaps.domains.push(DomainOverlap {
+                                ours: ours.clone(),
+                                theirs,
+                            });
+                        }
+                    }
+                }
+                // ...and subdomains verified elsewhere.
+                let below: Vec<String> = organisation_domains::table
+                    .filter(organisation_domains::domain.like(format!("%.{ours}")))
+                    .filter(organisation_domains::active.eq(true))
+                    .filter(organisation_domains::verified_at.is_not_null())
+                    .filter(organisation_domains::organisation_id.ne(&id))
+                    .select(organisation_domains::domain)
+                    .order(organisation_domains::domain.asc())
+                    .load(conn)?;
+                for theirs in below {
+                    if let Ok(theirs) = EmailDomain::parse(&theirs) {
+                        overlaps.domains.push(DomainOverlap {
+                            ours: ours.clone(),
+                            theirs,
+                        });
+                    }
+                }
+            }
+            Ok(overlaps)
+        })
     }
 }

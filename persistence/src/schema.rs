@@ -26,6 +26,12 @@ diesel::table! {
         domain -> Text,
         position -> Integer,
         active -> Bool,
+        verification_token -> Text,
+        verified_at -> Nullable<Timestamp>,
+        verification_method -> Nullable<Text>,
+        verified_by -> Nullable<Text>,
+        verification_reason -> Nullable<Text>,
+        record_missing_since -> Nullable<Timestamp>,
     }
 }
 
@@ -59,6 +65,35 @@ diesel::table! {
         details -> Text,
         prev_hash -> Nullable<Text>,
         hash -> Nullable<Text>,
+        log_position -> Nullable<BigInt>,
+        organisation_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    audit_tree (level, idx) {
+        level -> Integer,
+        idx -> BigInt,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_checkpoints (tree_size) {
+        tree_size -> BigInt,
+        root_hash -> Text,
+        chain_hash -> Text,
+        signed_at -> Timestamp,
+        kid -> Text,
+        jws -> Text,
+    }
+}
+
+diesel::table! {
+    audit_keys (kid) {
+        kid -> Text,
+        public_jwk -> Text,
+        first_used_at -> Timestamp,
     }
 }
 

@@ -6,6 +6,7 @@
 use std::sync::{Arc, Barrier};
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
+use gateway_domain::dns::{DomainStatus, Verification, VerificationMethod};
 use gateway_domain::organisation::{ChangeForm, ContactForm, RegistrationForm};
 use gateway_domain::{
     Actor, AuditAction, AuditRepository, Conflict, CredentialDigest, HealthCheck, NewAuditEvent,
@@ -77,6 +78,25 @@ fn audit_count(db: &Database) -> usize {
     db.list_events(0, 1000).unwrap().len()
 }
 
+/// Marks `domain` of `org` verified by DNS, now.
+fn verify(
+    db: &Database,
+    org: &gateway_domain::Organisation,
+    domain: &str,
+) -> Result<gateway_domain::Organisation, RepositoryError> {
+    db.verify_domain(
+        org.id,
+        &gateway_domain::EmailDomain::parse(domain).unwrap(),
+        &Verification {
+            at: now(),
+            method: VerificationMethod::Dns,
+            by: None,
+            reason: None,
+        },
+        &event(AuditAction::DomainVerified, Some(org.id)),
+    )
+}
+
 backend_tests! {
     fn create_then_get_round_trips(backend) {
         let test = TestDatabase::new(backend);
@@ -110,40 +130,61 @@ backend_tests! {
         assert_eq!(events[0].details["note"], "test");
     }
 
-    fn duplicate_ods_code_is_a_conflict_and_stores_nothing(backend) {
+    fn several_registrations_may_name_one_ods_code(backend) {
         let test = TestDatabase::new(backend);
         let db = test.open();
-        register(&db, "AB123", &["one.example.org"]).unwrap();
-        let error = register(&db, "ab123", &["other.example.org"]).unwrap_err();
-        assert!(matches!(error, RepositoryError::Conflict(Conflict::OdsCodeTaken(ref c)) if c.as_str() == "AB123"), "{error:?}");
-        assert_eq!(audit_count(&db), 1);
-        assert!(db.find_credential("sel-ab123").unwrap().is_none());
+        let first = register(&db, "AB123", &["one.example.org"]).unwrap();
+        let second = register(&db, "ab123", &["other.example.org"]).unwrap();
+        assert_eq!(first.ods_code, second.ods_code);
+        assert_eq!(audit_count(&db), 2);
     }
 
-    fn a_domain_belongs_to_one_organisation(backend) {
+    fn only_a_verified_domain_blocks_and_it_blocks_subdomains_not_parents(backend) {
         let test = TestDatabase::new(backend);
         let db = test.open();
-        register(&db, "AB123", &["one.example.org"]).unwrap();
-        let error = register(&db, "CD456", &["fresh.example.org", "one.example.org"]).unwrap_err();
+        // Unverified claims of one name coexist, each with its own token.
+        let squatter = register(&db, "SQ001", &["one.example.org"]).unwrap();
+        let owner = register(&db, "AB123", &["one.example.org"]).unwrap();
+        assert_ne!(squatter.domains[0].token, owner.domains[0].token);
+        assert_eq!(owner.domains[0].status(), DomainStatus::Unverified);
+        let verified = verify(&db, &owner, "one.example.org").unwrap();
+        assert_eq!(verified.version, owner.version.next());
+        assert_eq!(verified.domains[0].status(), DomainStatus::Verified);
+        assert_eq!(verified.domains[0].verification.as_ref().unwrap().method, VerificationMethod::Dns);
+        assert_eq!(db.get(owner.id).unwrap().unwrap(), verified);
+        // The other claim shows as conflict and can never be verified.
+        assert_eq!(db.get(squatter.id).unwrap().unwrap().domains[0].status(), DomainStatus::Conflict);
+        let events_before = audit_count(&db);
+        assert!(matches!(verify(&db, &squatter, "one.example.org"), Err(RepositoryError::Conflict(Conflict::DomainTaken(_)))));
+        assert_eq!(audit_count(&db), events_before);
+        // New claims of the name or a subdomain are refused, naming our domain only.
+        let error = register(&db, "CD456", &["fresh.example.org", "mail.one.example.org"]).unwrap_err();
         match error {
-            RepositoryError::Conflict(Conflict::DomainTaken(domain)) => assert_eq!(domain.as_str(), "one.example.org"),
+            RepositoryError::Conflict(Conflict::DomainTaken(domain)) => assert_eq!(domain.as_str(), "mail.one.example.org"),
             other => panic!("expected DomainTaken, got {other:?}"),
         }
-        // Nothing of the refused registration was kept: its free domain is still free.
-        assert_eq!(audit_count(&db), 1);
-        register(&db, "EF789", &["fresh.example.org"]).unwrap();
+        assert_eq!(audit_count(&db), events_before, "nothing stored");
+        // The parent is not blocked: its owner claims and verifies it.
+        let parent = register(&db, "EF789", &["example.org"]).unwrap();
+        verify(&db, &parent, "example.org").unwrap();
+        let overlaps = db.claim_overlaps(&db.get(parent.id).unwrap().unwrap()).unwrap();
+        assert_eq!(overlaps.domains.iter().map(|o| o.theirs.as_str()).collect::<Vec<_>>(), ["one.example.org"]);
+        // Unknown claims are not found.
+        assert!(matches!(verify(&db, &parent, "nope.example.org"), Err(RepositoryError::NotFound)));
     }
 
-    fn concurrent_claims_of_one_domain_have_one_winner(backend) {
+    fn concurrent_verifications_of_one_domain_have_one_winner(backend) {
         let test = TestDatabase::new(backend);
         let db = Arc::new(test.open());
+        let orgs: Vec<_> = (0..4).map(|i| register(&db, &format!("RACE{i}"), &["contested.example.org"]).unwrap()).collect();
         let barrier = Arc::new(Barrier::new(4));
-        let handles: Vec<_> = (0..4)
-            .map(|i| {
+        let handles: Vec<_> = orgs
+            .into_iter()
+            .map(|org| {
                 let (db, barrier) = (db.clone(), barrier.clone());
                 std::thread::spawn(move || {
                     barrier.wait();
-                    register(&db, &format!("RACE{i}"), &["contested.example.org"])
+                    verify(&db, &org, "contested.example.org")
                 })
             })
             .collect();
@@ -152,7 +193,29 @@ backend_tests! {
         for result in results.iter().filter(|r| r.is_err()) {
             assert!(matches!(result, Err(RepositoryError::Conflict(Conflict::DomainTaken(_)))), "{result:?}");
         }
-        assert_eq!(audit_count(&db), 1);
+        assert_eq!(audit_count(&db), 4 + 1);
+    }
+
+    fn missing_records_are_flagged_and_dns_claims_listed(backend) {
+        let test = TestDatabase::new(backend);
+        let db = test.open();
+        let org = register(&db, "AB123", &["one.example.org", "two.example.org"]).unwrap();
+        let org = verify(&db, &org, "two.example.org").unwrap();
+        let claims = db.dns_verified_claims().unwrap();
+        assert_eq!(claims.len(), 1);
+        assert_eq!((claims[0].organisation_id, claims[0].domain.name.as_str()), (org.id, "two.example.org"));
+        assert_eq!(claims[0].domain.token, org.domains[1].token);
+        let since = now();
+        let name = org.domains[1].name.clone();
+        db.set_record_missing(org.id, &name, Some(since), &event(AuditAction::DomainRecordMissing, Some(org.id))).unwrap();
+        let flagged = db.get(org.id).unwrap().unwrap();
+        assert_eq!(flagged.domains[1].record_missing_since, Some(since));
+        assert_eq!(flagged.version, org.version.next());
+        assert_eq!(flagged.domains[1].status(), DomainStatus::Verified);
+        db.set_record_missing(org.id, &name, None, &event(AuditAction::DomainRecordRestored, Some(org.id))).unwrap();
+        assert_eq!(db.get(org.id).unwrap().unwrap().domains[1].record_missing_since, None);
+        let unknown = gateway_domain::EmailDomain::parse("three.example.org").unwrap();
+        assert!(matches!(db.set_record_missing(org.id, &unknown, None, &event(AuditAction::DomainRecordRestored, Some(org.id))), Err(RepositoryError::NotFound)));
     }
 
     fn update_checks_the_version_and_replaces_domains(backend) {
@@ -191,7 +254,8 @@ backend_tests! {
         let test = TestDatabase::new(backend);
         let db = test.open();
         let mine = register(&db, "AB123", &["mine.example.org"]).unwrap();
-        register(&db, "CD456", &["theirs.example.org"]).unwrap();
+        let theirs = register(&db, "CD456", &["theirs.example.org"]).unwrap();
+        verify(&db, &theirs, "theirs.example.org").unwrap();
         let change = OrganisationChange::parse(&ChangeForm {
             domains: Some(vec!["mine.example.org".into(), "theirs.example.org".into()]),
             ..ChangeForm::default()
@@ -872,13 +936,13 @@ mod onboarding {
             assert_eq!(db.list_agreements_by_state(Some(AgreementState::Approved), None, 10).unwrap().len(), 1);
         }
 
-        fn rejecting_an_organisation_frees_its_ods_code_and_domains(backend) {
+        fn rejecting_an_organisation_frees_its_domains(backend) {
             let test = TestDatabase::new(backend);
             let db = test.open();
             let squatter = register(&db, "AB123", &["one.example.org", "two.example.org"]).unwrap();
             assert_eq!(squatter.status, OrganisationStatus::Active);
             assert_eq!(squatter.status_reason, None);
-            assert!(matches!(register(&db, "AB123", &["three.example.org"]), Err(RepositoryError::Conflict(Conflict::OdsCodeTaken(_)))));
+            let squatter = verify(&db, &squatter, "two.example.org").unwrap();
             assert!(matches!(register(&db, "CD456", &["two.example.org"]), Err(RepositoryError::Conflict(Conflict::DomainTaken(_)))));
 
             let mut rejected = squatter.clone();
@@ -887,26 +951,40 @@ mod onboarding {
             rejected.version = squatter.version.next();
             rejected.updated_at = squatter.updated_at + Duration::seconds(1);
             let stored = db.update(squatter.version, &rejected, &event(AuditAction::OrganisationRejected, Some(squatter.id))).unwrap();
-            assert_eq!(stored, rejected, "a rejected registration stays on record, domains included");
+            assert_eq!(stored, rejected, "a rejected registration stays on record, domains and proofs included");
             assert_eq!(db.get(squatter.id).unwrap().unwrap(), rejected);
 
+            // Its verified claim stops counting: the rightful organisation claims and verifies it.
             let rightful = register(&db, "ab123", &["two.example.org", "one.example.org"]).unwrap();
-            assert_eq!(rightful.ods_code, squatter.ods_code);
-            assert_eq!(db.get(squatter.id).unwrap().unwrap().status, OrganisationStatus::Rejected);
-            // The code and domains now belong to the rightful organisation: the rejected one
-            // cannot take them back.
-            let mut revived = rejected.clone();
-            revived.status = OrganisationStatus::Active;
-            revived.status_reason = None;
-            revived.version = rejected.version.next();
-            let error = db.update(rejected.version, &revived, &event(AuditAction::OrganisationUpdated, Some(squatter.id))).unwrap_err();
-            assert!(matches!(error, RepositoryError::Conflict(Conflict::OdsCodeTaken(_))), "{error:?}");
-            // A second rejected registration of the same code is fine too.
-            let mut also_rejected = rightful.clone();
-            also_rejected.status = OrganisationStatus::Rejected;
-            also_rejected.version = rightful.version.next();
-            db.update(rightful.version, &also_rejected, &event(AuditAction::OrganisationRejected, Some(rightful.id))).unwrap();
-            register(&db, "Ab123", &["one.example.org"]).unwrap(); // (another credential selector)
+            assert_eq!(rightful.domains[0].status(), DomainStatus::Unverified);
+            verify(&db, &rightful, "two.example.org").unwrap();
+            assert!(matches!(verify(&db, &rejected, "one.example.org"), Err(RepositoryError::NotFound)), "a rejected organisation verifies nothing");
+        }
+
+        fn an_agreement_in_force_holds_the_ods_code(backend) {
+            let test = TestDatabase::new(backend);
+            let db = test.open();
+            let holder = register(&db, "AB123", &["one.example.org"]).unwrap();
+            let early = register(&db, "ab123", &["early.example.org"]).unwrap();
+            let draft = agreement(holder.id, AgreementState::Draft);
+            create(&db, &draft).unwrap();
+            // A draft holds nothing.
+            register(&db, "Ab123", &["draft.example.org"]).unwrap();
+            let (version, approved) = changed(&draft, AgreementState::Approved);
+            db.save_agreements(&[(version, approved.clone())], &[change_event(&approved)]).unwrap();
+            let events_before = audit_count(&db);
+            let error = register(&db, "aB123", &["later.example.org"]).unwrap_err();
+            assert!(matches!(error, RepositoryError::Conflict(Conflict::OdsCodeTaken(ref c)) if c.as_str() == "AB123"), "{error:?}");
+            assert_eq!(audit_count(&db), events_before, "nothing stored");
+            // Suspended still holds it.
+            let (version, suspended) = changed(&approved, AgreementState::Suspended);
+            db.save_agreements(&[(version, suspended.clone())], &[change_event(&suspended)]).unwrap();
+            assert!(matches!(register(&db, "AB123", &["later.example.org"]), Err(RepositoryError::Conflict(Conflict::OdsCodeTaken(_)))));
+            // The holder does not hold it against itself; the earlier registrations see it.
+            assert!(!db.claim_overlaps(&db.get(holder.id).unwrap().unwrap()).unwrap().ods_code_held_elsewhere);
+            let overlaps = db.claim_overlaps(&db.get(early.id).unwrap().unwrap()).unwrap();
+            assert!(overlaps.ods_code_held_elsewhere);
+            assert_eq!(overlaps.ods_code_registrations_elsewhere, 2);
         }
 
         fn unique_violations_surface_as_named_conflicts(backend) {

@@ -6,7 +6,8 @@
 //! cargo bench -p gateway-tests --bench token_endpoint              # SQLite
 //! BENCH_BACKEND=postgres cargo bench -p gateway-tests --bench token_endpoint
 //! ```
-//! BENCH_SECONDS (default 10) and BENCH_CONCURRENCY (default 32) tune the load.
+//! BENCH_SECONDS (default 10) and BENCH_CONCURRENCY (default 32) tune the load;
+//! BENCH_SEQUENCER=off leaves the audit sequencer off, to measure what sealing costs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -123,6 +124,10 @@ async fn main() {
     settings.auth.key_encryption_key =
         SecretString::from("dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM=");
     settings.log.filter = "warn".into();
+    // BENCH_SEQUENCER=off measures issuance without the audit chain being sealed meanwhile.
+    if std::env::var("BENCH_SEQUENCER").as_deref() == Ok("off") {
+        settings.audit.seal_interval_ms = 0;
+    }
     let app = Application::build(&settings).unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped());

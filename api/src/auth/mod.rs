@@ -2,6 +2,7 @@
 //! own signing keys and access tokens, and reviewers through OpenID Connect.
 
 pub mod assertion;
+pub mod checkpoint;
 pub mod detached;
 pub mod jwk;
 pub mod oidc;

@@ -55,6 +55,20 @@ impl KeyEncryptionKey {
         Ok(Self(SecretSlice::from(bytes)))
     }
 
+    /// A key for another purpose (`label`), derived so it never equals the key itself.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        Sha256::digest(
+            [
+                b"federation-gateway/",
+                label.as_bytes(),
+                b"/",
+                self.0.expose_secret(),
+            ]
+            .concat(),
+        )
+        .into()
+    }
+
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(aes_gcm::Key::<Aes256Gcm>::from_slice(
             self.0.expose_secret(),
@@ -169,6 +183,9 @@ impl std::fmt::Debug for SigningKeys {
             .finish_non_exhaustive()
     }
 }
+
+/// The `typ` of signed audit checkpoints: never confusable with an access token (`at+jwt`).
+pub const CHECKPOINT_TYP: &str = "gw-checkpoint+jws";
 
 /// The least time between reloads caused by a token naming an unknown `kid`.
 const UNKNOWN_KID_RELOAD_GAP: StdDuration = StdDuration::from_secs(1);
@@ -319,11 +336,28 @@ impl SigningKeys {
         Ok((token, claims))
     }
 
+    /// Signs an audit checkpoint with the active key: a compact JWS whose `typ`
+    /// (`gw-checkpoint+jws`) no access-token check accepts. Returns the JWS, the key id and
+    /// the public JWK (kept for ever, so old checkpoints stay verifiable).
+    pub fn sign_checkpoint(
+        &self,
+        payload: &serde_json::Value,
+    ) -> anyhow::Result<(String, String, serde_json::Value)> {
+        self.reload_if_stale();
+        let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
+        let active = keys.0.first().context("no signing key")?;
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(active.kid.clone());
+        header.typ = Some(CHECKPOINT_TYP.to_owned());
+        let jws = jsonwebtoken::encode(&header, payload, &active.encoding)?;
+        Ok((jws, active.kid.clone(), active.public_jwk.clone()))
+    }
+
     /// Verifies a gateway access token: our signature, issuer, audience, expiry. May read the
     /// database (key reloads): call it from a blocking context.
     pub fn verify(&self, token: &str) -> Option<AccessClaims> {
         let header = jsonwebtoken::decode_header(token).ok()?;
-        if header.alg != Algorithm::EdDSA {
+        if header.alg != Algorithm::EdDSA || header.typ.as_deref() != Some("at+jwt") {
             return None;
         }
         let kid = header.kid?;

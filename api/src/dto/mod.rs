@@ -2,6 +2,7 @@
 //! domain with `From`; never stored. One module per resource.
 
 mod agreements;
+mod audit;
 mod evidence;
 mod keys;
 mod oauth;
@@ -10,6 +11,7 @@ mod registration;
 mod reviewers;
 
 pub use agreements::*;
+pub use audit::*;
 pub use evidence::*;
 pub use keys::*;
 pub use oauth::*;

@@ -103,9 +103,10 @@ pub struct RegistrationRequest {
     pub category: String,
     #[schema(value_type = ExchangeVersionDto)]
     pub exchange_version: String,
-    /// 1 to 238 email domains the organisation sends from. `nhs.net` and its subdomains, and
-    /// the retired GSi domains (`*.gcsx.gov.uk` and kin), cannot be claimed; a domain belongs
-    /// to one organisation only.
+    /// 1 to 238 email domains the organisation sends from. `nhs.net` and its subdomains, the
+    /// retired GSi domains (`*.gcsx.gov.uk` and kin) and public suffixes (`org.uk`, `nhs.uk`,
+    /// ...) cannot be claimed. Each starts `unverified` until proven with a DNS TXT record; a
+    /// domain equal to or under a domain another organisation has verified is refused (409).
     #[schema(min_items = 1, max_items = 238)]
     pub domains: Vec<String>,
     pub contacts: ContactsDto,
@@ -195,13 +196,86 @@ impl From<&OrganisationPatch> for ChangeForm {
     }
 }
 
-/// A domain the organisation has claimed.
+/// A domain the organisation has claimed, and how far its ownership is proven.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DomainDto {
     #[schema(example = "leedscare.org.uk")]
     pub name: String,
     /// Whether the domain is on the secure-email accredited list (DCB1596).
     pub accredited: bool,
+    /// `unverified` (claimed, not proven; blocks nobody), `verified` (belongs to this
+    /// organisation), or `conflict` (another organisation verified it or a domain it is
+    /// under: it can never be verified here; remove it).
+    #[schema(value_type = DomainVerificationStatusDto)]
+    pub verification: String,
+    /// When it was verified.
+    pub verified_at: Option<DateTime<Utc>>,
+    /// How: `dns` (the TXT record) or `manual` (a reviewer, with a reason).
+    #[schema(value_type = Option<DomainVerificationMethodDto>)]
+    pub method: Option<String>,
+    /// Set when maintenance no longer finds the TXT record of a DNS-verified domain: since
+    /// when. The domain stays verified; reviewers see a warning.
+    pub record_missing_since: Option<DateTime<Utc>>,
+    /// The TXT record that proves the domain (shown to the organisation itself only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub txt_record: Option<TxtRecordDto>,
+}
+
+/// A claimed domain's standing.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = DomainVerificationStatus)]
+pub enum DomainVerificationStatusDto {
+    Unverified,
+    Verified,
+    Conflict,
+}
+
+/// How a domain was verified.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(as = DomainVerificationMethod)]
+pub enum DomainVerificationMethodDto {
+    Dns,
+    Manual,
+}
+
+/// The DNS TXT record to publish, then `POST /v1/organisations/{id}/domains/{domain}/verify`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TxtRecordDto {
+    #[schema(example = "_federation-gateway.leedscare.org.uk")]
+    pub name: String,
+    #[schema(example = "federation-gateway-verification=3f1c0e9a7b2d4c5e8f9a0b1c2d3e4f50")]
+    pub value: String,
+}
+
+impl DomainDto {
+    fn new(domain: &gateway_domain::ClaimedDomain, owner: bool) -> Self {
+        let verification = domain.verification.as_ref();
+        Self {
+            name: domain.name.to_string(),
+            accredited: domain.accredited,
+            verification: domain.status().as_str().to_owned(),
+            verified_at: verification.map(|v| v.at),
+            method: verification.map(|v| v.method.as_str().to_owned()),
+            record_missing_since: domain.record_missing_since,
+            txt_record: owner.then(|| TxtRecordDto {
+                name: domain.name.txt_record_name(),
+                value: domain.token.txt_value(),
+            }),
+        }
+    }
+}
+
+/// A reviewer's verification of a domain by hand.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "Confirmed with the organisation's IT lead by phone; their DNS host cannot publish TXT records."}))]
+pub struct ManualVerificationRequest {
+    /// Why the reviewer is satisfied the organisation controls the domain (1 to 2000
+    /// characters), e.g. how it was confirmed.
+    #[schema(min_length = 1)]
+    pub reason: String,
 }
 
 /// A registered organisation.
@@ -270,10 +344,7 @@ impl From<&Organisation> for OrganisationResponse {
             domains: org
                 .domains
                 .iter()
-                .map(|d| DomainDto {
-                    name: d.name.to_string(),
-                    accredited: d.accredited,
-                })
+                .map(|d| DomainDto::new(d, false))
                 .collect(),
             contacts: ContactsDto {
                 ig_lead: (&org.contacts.ig_lead).into(),
@@ -287,6 +358,19 @@ impl From<&Organisation> for OrganisationResponse {
             created_at: org.created_at,
             updated_at: org.updated_at,
         }
+    }
+}
+
+impl OrganisationResponse {
+    /// The organisation as it reads itself: with the TXT records to publish.
+    pub fn for_owner(org: &Organisation) -> Self {
+        let mut response = Self::from(org);
+        response.domains = org
+            .domains
+            .iter()
+            .map(|d| DomainDto::new(d, true))
+            .collect();
+        response
     }
 }
 

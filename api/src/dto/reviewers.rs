@@ -69,23 +69,12 @@ pub struct OrganisationListResponse {
     pub next_after: Option<uuid::Uuid>,
 }
 
-/// Paging through the audit trail.
-#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct AuditPage {
-    /// The last `seq` of the previous page (0 to start).
-    #[param(minimum = 0)]
-    pub after: Option<i64>,
-    /// 1 to 500; default 100.
-    #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<i64>,
-}
-
 /// One audit event.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AuditEventResponse {
-    pub seq: i64,
+    /// Its place in the sealed trail (0, 1, 2, ...); absent until the sequencer seals it
+    /// (within a fraction of a second).
+    pub position: Option<i64>,
     pub id: uuid::Uuid,
     pub occurred_at: DateTime<Utc>,
     pub actor_type: String,
@@ -96,12 +85,15 @@ pub struct AuditEventResponse {
     pub request_id: Option<String>,
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
+    /// The chain hash: SHA-256(previous record's hash || canonical record), hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
 }
 
 impl From<gateway_domain::AuditEvent> for AuditEventResponse {
     fn from(event: gateway_domain::AuditEvent) -> Self {
         Self {
-            seq: event.seq,
+            position: event.position,
             id: event.id,
             occurred_at: event.occurred_at,
             actor_type: event.actor_type,
@@ -111,14 +103,15 @@ impl From<gateway_domain::AuditEvent> for AuditEventResponse {
             subject_id: event.subject_id,
             request_id: event.request_id,
             details: event.details,
+            hash: None,
         }
     }
 }
 
-/// A page of audit events.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AuditListResponse {
-    pub items: Vec<AuditEventResponse>,
-    /// Pass as `after` for the next page; absent on the last page.
-    pub next_after: Option<i64>,
+impl From<gateway_domain::SealedRecord> for AuditEventResponse {
+    fn from(record: gateway_domain::SealedRecord) -> Self {
+        let mut response = Self::from(record.event);
+        response.hash = Some(record.hash);
+        response
+    }
 }

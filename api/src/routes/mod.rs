@@ -8,6 +8,8 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use crate::extract::{RequestId, ReviewerCaller};
 
 pub mod agreements;
+pub mod audit;
+pub mod domains;
 pub mod evidence;
 pub mod fallback;
 pub mod health;
@@ -34,6 +36,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
     cfg.service(registrations::register)
         .service(registrations::get_organisation)
         .service(registrations::update_organisation)
+        .service(domains::verify)
+        .service(domains::review_verify)
         .service(health::healthz)
         .service(health::readyz)
         .service(problems::problem_type)
@@ -48,7 +52,12 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(reviewers::logout)
         .service(reviewers::openid_configuration)
         .service(reviewers::list_organisations)
-        .service(reviewers::audit_events)
+        .service(audit::events)
+        .service(audit::latest_checkpoint)
+        .service(audit::inclusion)
+        .service(audit::consistency)
+        .service(audit::verify)
+        .service(audit::keys)
         .service(evidence::submit)
         .service(evidence::list)
         .service(evidence::own_document)

@@ -73,7 +73,7 @@ fn check_rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError>
                 ("ETag" = String, description = "The organisation's version, for If-Match"),
             )),
         (status = 400, description = "Malformed JSON, unknown or missing field", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The ODS code or a domain is already registered", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Another organisation holds the ODS code (approved agreement) or has verified a domain or a domain it is under", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Fields break registration rules", body = Problem, content_type = "application/problem+json"),
@@ -105,7 +105,7 @@ pub async fn register(
     tracing::info!(organisation_id = %org.id, ods_code = %org.ods_code, "organisation registered");
     let path = organisation_path(org.id);
     let body = RegistrationResponse {
-        organisation: OrganisationResponse::from(&org),
+        organisation: OrganisationResponse::for_owner(&org),
         registration_access_token: minted.token.expose_secret().to_owned(),
         registration_client_uri: format!("{}{path}", state.public_base_url),
     };
@@ -147,7 +147,7 @@ pub async fn get_organisation(
         Ok::<_, ApiError>((org, onboarding))
     })
     .await??;
-    let mut body = OrganisationResponse::from(&org);
+    let mut body = OrganisationResponse::for_owner(&org);
     body.onboarding = Some(OnboardingDto::from(&onboarding));
     Ok(HttpResponse::Ok()
         .insert_header(etag(&org))
@@ -175,7 +175,7 @@ pub async fn get_organisation(
         (status = 401, description = "No valid registration access token or access token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "An access token without organisation:manage", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organisation visible to this token", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A domain is registered to another organisation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A new domain is equal to or under a domain another organisation has verified", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The ETag is stale", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
@@ -210,5 +210,5 @@ pub async fn update_organisation(
     Ok(HttpResponse::Ok()
         .insert_header(etag(&org))
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(OrganisationResponse::from(&org)))
+        .json(OrganisationResponse::for_owner(&org)))
 }

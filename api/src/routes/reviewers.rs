@@ -1,5 +1,5 @@
 //! Reviewer sign-in (OpenID Connect, authorization code with PKCE) and the first reviewer
-//! endpoints: the organisations to review and, for auditors, the audit trail.
+//! endpoints: the organisations to review.
 
 use actix_web::http::header;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
@@ -10,8 +10,7 @@ use subtle::ConstantTimeEq;
 use crate::auth::oidc::OidcError;
 use crate::auth::session::{LOGIN_COOKIE, SESSION_COOKIE};
 use crate::dto::{
-    AuditListResponse, AuditPage, OrganisationListResponse, OrganisationPage, OrganisationResponse,
-    ReviewerResponse,
+    OrganisationListResponse, OrganisationPage, OrganisationResponse, ReviewerResponse,
 };
 use crate::error::{ApiError, Problem};
 use crate::extract::{RequestId, ReviewerCaller};
@@ -256,48 +255,6 @@ pub async fn list_organisations(
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(OrganisationListResponse {
             items: items.iter().map(OrganisationResponse::from).collect(),
-            next_after,
-        }))
-}
-
-/// Read the audit trail, oldest first (auditors).
-#[utoipa::path(
-    tag = "reviewers",
-    operation_id = "audit_list_events",
-    params(AuditPage),
-    responses(
-        (status = 200, description = "A page of audit events", body = AuditListResponse),
-        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No session and no valid identity-provider token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Needs the auditor role", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Database or identity provider unavailable", body = Problem, content_type = "application/problem+json"),
-    ),
-    security(("reviewer_session" = []), ("reviewer_oidc" = []))
-)]
-#[get("/v1/audit/events")]
-pub async fn audit_events(
-    caller: ReviewerCaller,
-    state: web::Data<AppState>,
-    page: web::Query<AuditPage>,
-) -> Result<HttpResponse, ApiError> {
-    caller.require_any(&[Role::Auditor])?;
-    let limit = page.limit.unwrap_or(100);
-    let after = page.after.unwrap_or(0);
-    if !(1..=500).contains(&limit) || after < 0 {
-        return Err(ApiError::Malformed {
-            detail: "limit must be 1 to 500 and after at least 0".to_owned(),
-            errors: Vec::new(),
-        });
-    }
-    let audit = state.audit.clone();
-    let events = web::block(move || audit.list_events(after, limit)).await??;
-    let next_after = (events.len() as i64 == limit)
-        .then(|| events.last().map(|e| e.seq))
-        .flatten();
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(AuditListResponse {
-            items: events.into_iter().map(Into::into).collect(),
             next_after,
         }))
 }

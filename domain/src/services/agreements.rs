@@ -429,12 +429,8 @@ impl Services {
         &self,
         organisation: OrganisationId,
     ) -> ServiceResult<Option<crate::agreement::Grant>> {
-        let Some(org) = self.organisations.get(organisation)? else {
-            return Ok(None);
-        };
-        if org.status != OrganisationStatus::Active {
-            return Ok(None);
-        }
+        // The token endpoint asks this for every token: the common answer ("nothing in
+        // force") costs one query.
         let agreements = self.agreements.list_agreements(organisation)?;
         if !agreements.iter().any(|a| {
             matches!(
@@ -442,6 +438,12 @@ impl Services {
                 AgreementState::Approved | AgreementState::Suspended
             )
         }) {
+            return Ok(None);
+        }
+        let Some(org) = self.organisations.get(organisation)? else {
+            return Ok(None);
+        };
+        if org.status != OrganisationStatus::Active {
             return Ok(None);
         }
         let evidence = self.evidence.list_evidence(organisation)?;
@@ -495,6 +497,12 @@ impl Services {
             _ => {}
         }
         status.missing_for_approval = set.required_gaps(now);
+        if !approved {
+            let overlaps = self.organisations.claim_overlaps(org)?;
+            status
+                .missing_for_approval
+                .extend(super::review::unmet_claims(org, &overlaps));
+        }
         if !approved {
             match submitted {
                 None => status.missing_for_approval.push(FieldError::new(

@@ -9,6 +9,10 @@ use chrono::{DateTime, Utc};
 use crate::agreement::{Agreement, AgreementId, AgreementState};
 use crate::audit::{AuditEvent, NewAuditEvent};
 use crate::clock::Clock;
+use crate::dns::{
+    DnsUnavailable, EmailDomain, PublicSuffixes, TxtAnswer, TxtResolver, Verification,
+    VerificationMethod,
+};
 use crate::evidence::{Evidence, EvidenceId, Verdict};
 use crate::keys::PartnerKey;
 use crate::organisation::{
@@ -24,6 +28,53 @@ pub struct Store {
     pub evidence: BTreeMap<EvidenceId, (Evidence, Option<Vec<u8>>)>,
     pub agreements: BTreeMap<AgreementId, Agreement>,
     pub events: Vec<NewAuditEvent>,
+    /// TXT answers by record name; a name not listed is NXDOMAIN.
+    pub dns: BTreeMap<String, Result<TxtAnswer, DnsUnavailable>>,
+}
+
+impl Store {
+    fn active_verified_elsewhere(&self, id: OrganisationId) -> Vec<EmailDomain> {
+        self.organisations
+            .values()
+            .filter(|o| o.id != id && o.status == OrganisationStatus::Active)
+            .flat_map(|o| o.domains.iter())
+            .filter(|d| d.verification.is_some())
+            .map(|d| d.name.clone())
+            .collect()
+    }
+
+    /// The first of `names` equal to or under a domain verified by another organisation.
+    fn taken(&self, id: OrganisationId, names: &[EmailDomain]) -> Option<EmailDomain> {
+        let held = self.active_verified_elsewhere(id);
+        names
+            .iter()
+            .find(|n| held.iter().any(|h| n.is_within(h.as_str())))
+            .cloned()
+    }
+
+    fn ods_held_elsewhere(&self, id: OrganisationId, code: &crate::ods::OdsCode) -> bool {
+        self.agreements.values().any(|a| {
+            a.organisation_id != id
+                && matches!(
+                    a.state,
+                    AgreementState::Approved | AgreementState::Suspended
+                )
+                && self
+                    .organisations
+                    .get(&a.organisation_id)
+                    .is_some_and(|o| o.ods_code == *code)
+        })
+    }
+
+    /// The organisation as read: `held_elsewhere` computed.
+    fn read(&self, id: OrganisationId) -> Option<Organisation> {
+        let mut org = self.organisations.get(&id)?.clone();
+        let held = self.active_verified_elsewhere(id);
+        for d in &mut org.domains {
+            d.held_elsewhere = held.iter().any(|h| d.name.is_within(h.as_str()));
+        }
+        Some(org)
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -45,12 +96,11 @@ impl OrganisationRepository for Fake {
         event: &NewAuditEvent,
     ) -> Result<Organisation, RepositoryError> {
         let mut store = self.store();
-        if store
-            .organisations
-            .values()
-            .any(|o| o.status == OrganisationStatus::Active && o.ods_code == new.ods_code)
-        {
+        if store.ods_held_elsewhere(id, &new.ods_code) {
             return Err(Conflict::OdsCodeTaken(new.ods_code.clone()).into());
+        }
+        if let Some(taken) = store.taken(id, &new.domains) {
+            return Err(Conflict::DomainTaken(taken).into());
         }
         let org = Organisation {
             id,
@@ -63,10 +113,7 @@ impl OrganisationRepository for Fake {
             domains: new
                 .domains
                 .iter()
-                .map(|d| ClaimedDomain {
-                    name: d.clone(),
-                    accredited: false,
-                })
+                .map(|d| ClaimedDomain::unverified(d.clone()))
                 .collect(),
             contacts: new.contacts.clone(),
             business_need: new.business_need.clone(),
@@ -80,7 +127,7 @@ impl OrganisationRepository for Fake {
     }
 
     fn get(&self, id: OrganisationId) -> Result<Option<Organisation>, RepositoryError> {
-        Ok(self.store().organisations.get(&id).cloned())
+        Ok(self.store().read(id))
     }
 
     fn list_organisations(
@@ -111,9 +158,156 @@ impl OrganisationRepository for Fake {
                 current: current.version,
             });
         }
-        store.organisations.insert(next.id, next.clone());
+        let added: Vec<EmailDomain> = next
+            .domains
+            .iter()
+            .filter(|d| !current.domains.iter().any(|c| c.name == d.name))
+            .map(|d| d.name.clone())
+            .collect();
+        if let Some(taken) = store.taken(next.id, &added) {
+            return Err(Conflict::DomainTaken(taken).into());
+        }
+        let mut stored = next.clone();
+        for d in &mut stored.domains {
+            d.held_elsewhere = false;
+        }
+        store.organisations.insert(next.id, stored);
         store.events.push(event.clone());
-        Ok(next.clone())
+        Ok(store.read(next.id).unwrap_or_else(|| next.clone()))
+    }
+
+    fn verify_domain(
+        &self,
+        id: OrganisationId,
+        domain: &EmailDomain,
+        verification: &Verification,
+        event: &NewAuditEvent,
+    ) -> Result<Organisation, RepositoryError> {
+        let mut store = self.store();
+        if store.taken(id, std::slice::from_ref(domain)).is_some() {
+            return Err(Conflict::DomainTaken(domain.clone()).into());
+        }
+        let org = store
+            .organisations
+            .get_mut(&id)
+            .filter(|o| o.status == OrganisationStatus::Active)
+            .ok_or(RepositoryError::NotFound)?;
+        let claim = org
+            .domains
+            .iter_mut()
+            .find(|d| d.name == *domain)
+            .ok_or(RepositoryError::NotFound)?;
+        claim.verification = Some(verification.clone());
+        claim.record_missing_since = None;
+        org.version = org.version.next();
+        store.events.push(event.clone());
+        store.read(id).ok_or(RepositoryError::NotFound)
+    }
+
+    fn set_record_missing(
+        &self,
+        id: OrganisationId,
+        domain: &EmailDomain,
+        since: Option<DateTime<Utc>>,
+        event: &NewAuditEvent,
+    ) -> Result<(), RepositoryError> {
+        let mut store = self.store();
+        let org = store
+            .organisations
+            .get_mut(&id)
+            .ok_or(RepositoryError::NotFound)?;
+        let claim = org
+            .domains
+            .iter_mut()
+            .find(|d| d.name == *domain)
+            .ok_or(RepositoryError::NotFound)?;
+        claim.record_missing_since = since;
+        org.version = org.version.next();
+        store.events.push(event.clone());
+        Ok(())
+    }
+
+    fn dns_verified_claims(&self) -> Result<Vec<DnsVerifiedClaim>, RepositoryError> {
+        let store = self.store();
+        Ok(store
+            .organisations
+            .values()
+            .filter(|o| o.status == OrganisationStatus::Active)
+            .flat_map(|o| {
+                o.domains
+                    .iter()
+                    .filter(|d| {
+                        d.verification
+                            .as_ref()
+                            .is_some_and(|v| v.method == VerificationMethod::Dns)
+                    })
+                    .map(|d| DnsVerifiedClaim {
+                        organisation_id: o.id,
+                        domain: d.clone(),
+                    })
+            })
+            .collect())
+    }
+
+    fn claim_overlaps(&self, org: &Organisation) -> Result<ClaimOverlaps, RepositoryError> {
+        let store = self.store();
+        let held = store.active_verified_elsewhere(org.id);
+        let mut overlaps = ClaimOverlaps {
+            ods_code_held_elsewhere: store.ods_held_elsewhere(org.id, &org.ods_code),
+            ods_code_registrations_elsewhere: store
+                .organisations
+                .values()
+                .filter(|o| {
+                    o.id != org.id
+                        && o.status == OrganisationStatus::Active
+                        && o.ods_code == org.ods_code
+                })
+                .count(),
+            ..ClaimOverlaps::default()
+        };
+        for ours in &org.domains {
+            for theirs in &held {
+                if ours.name.is_within(theirs.as_str()) || theirs.is_within(ours.name.as_str()) {
+                    overlaps.domains.push(DomainOverlap {
+                        ours: ours.name.clone(),
+                        theirs: theirs.clone(),
+                    });
+                }
+            }
+        }
+        Ok(overlaps)
+    }
+}
+
+/// TXT answers from the store's table: a stand-in for DNS in the use-case tests only (the
+/// end-to-end tests use a real DNS server).
+impl TxtResolver for Fake {
+    fn txt(&self, name: &str) -> Result<TxtAnswer, DnsUnavailable> {
+        self.store()
+            .dns
+            .get(name)
+            .cloned()
+            .unwrap_or(Ok(TxtAnswer::NxDomain))
+    }
+}
+
+/// A few entries of the Public Suffix List.
+#[derive(Debug)]
+pub struct FakeSuffixes;
+
+impl PublicSuffixes for FakeSuffixes {
+    fn is_public_suffix(&self, name: &str) -> bool {
+        [
+            "uk",
+            "org.uk",
+            "co.uk",
+            "nhs.uk",
+            "gov.uk",
+            "org",
+            "com",
+            "github.io",
+        ]
+        .contains(&name)
     }
 }
 
@@ -313,6 +507,42 @@ impl AuditRepository for Fake {
     fn events_about(&self, _: &str, _: &str, _: i64) -> Result<Vec<AuditEvent>, RepositoryError> {
         Ok(Vec::new())
     }
+    fn append_all(&self, events: &[NewAuditEvent]) -> Result<(), RepositoryError> {
+        self.store().events.extend(events.iter().cloned());
+        Ok(())
+    }
+    fn seal(&self, _: &dyn crate::merkle::Sha256, _: i64) -> Result<usize, RepositoryError> {
+        Ok(0)
+    }
+    fn sealed_head(&self) -> Result<(i64, Option<String>), RepositoryError> {
+        Ok((0, None))
+    }
+    fn sealed_records(
+        &self,
+        _: &AuditFilter,
+        _: Option<i64>,
+        _: i64,
+    ) -> Result<Vec<SealedRecord>, RepositoryError> {
+        Ok(Vec::new())
+    }
+    fn tree_nodes(
+        &self,
+        _: &[crate::merkle::NodeId],
+    ) -> Result<
+        std::collections::HashMap<crate::merkle::NodeId, crate::merkle::Hash>,
+        RepositoryError,
+    > {
+        Ok(Default::default())
+    }
+    fn add_checkpoint(&self, _: &Checkpoint, _: &serde_json::Value) -> Result<(), RepositoryError> {
+        Ok(())
+    }
+    fn checkpoints(&self) -> Result<Vec<Checkpoint>, RepositoryError> {
+        Ok(Vec::new())
+    }
+    fn audit_keys(&self) -> Result<Vec<(String, serde_json::Value)>, RepositoryError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Canonical JSON by serde_json's sorted maps; a "signature" is `kid.<payload>` in the clear,
@@ -377,6 +607,9 @@ pub fn services(fake: &Fake, clock: &TestClock) -> Services {
             text: "text".into(),
         }]),
         clock: Arc::new(clock.clone()),
+        dns: Arc::new(fake.clone()),
+        public_suffixes: Arc::new(FakeSuffixes),
+        hasher: Arc::new(crate::merkle::tests::TestHash),
     }
 }
 
@@ -386,9 +619,11 @@ mod tests {
     use crate::access::{ReviewerIdentity, Role};
     use crate::agreement::{Action, AgreementForm, ScopeForm};
     use crate::audit::Actor;
+    use crate::dns::DomainStatus;
     use crate::evidence::EvidenceForm;
     use crate::keys::KeyType;
     use crate::organisation::{ContactForm, RegistrationForm};
+    use crate::services::domains::DomainMaintenance;
     use crate::services::review::TransitionRequest;
     use crate::services::{Context, Precondition, RefusalKind, ServiceError};
     use chrono::NaiveDate;
@@ -460,12 +695,94 @@ mod tests {
                 last_used_at: None,
             }],
         );
-        World {
+        let w = World {
             fake,
             clock,
             svc,
             org,
+        };
+        publish_and_verify(&w, w.org, "leedscare.org.uk");
+        w
+    }
+
+    /// Publishes the organisation's TXT proof for `domain` and verifies it.
+    fn publish_and_verify(w: &World, org: OrganisationId, domain: &str) -> Organisation {
+        publish(w, org, domain);
+        w.svc.verify_domain_by_dns(&ctx(), org, domain).unwrap()
+    }
+
+    fn publish(w: &World, org: OrganisationId, domain: &str) {
+        let claim = w
+            .svc
+            .organisation(org)
+            .unwrap()
+            .domains
+            .into_iter()
+            .find(|d| d.name.as_str() == domain)
+            .unwrap();
+        w.fake.store().dns.insert(
+            claim.name.txt_record_name(),
+            Ok(TxtAnswer::Records(vec![claim.token.txt_value()])),
+        );
+    }
+
+    fn register_other(
+        w: &World,
+        ods: &str,
+        domains: &[&str],
+    ) -> Result<Organisation, ServiceError> {
+        w.svc.register(
+            &ctx(),
+            &RegistrationForm {
+                ods_code: ods.into(),
+                name: "Other Care".into(),
+                category: "pharmacy".into(),
+                exchange_version: "exchange_2016".into(),
+                domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+                ig_lead: ContactForm {
+                    name: "Ada".into(),
+                    email: "ada@other.example.org".into(),
+                },
+                technical: ContactForm {
+                    name: "Alan".into(),
+                    email: "alan@other.example.org".into(),
+                },
+                business_need: "District nurses need the directory.".into(),
+            },
+            &CredentialDigest {
+                selector: "s2".into(),
+                secret_sha256: "h".into(),
+            },
+            None,
+        )
+    }
+
+    fn status_of(w: &World, org: OrganisationId, domain: &str) -> DomainStatus {
+        w.svc
+            .organisation(org)
+            .unwrap()
+            .domains
+            .iter()
+            .find(|d| d.name.as_str() == domain)
+            .unwrap()
+            .status()
+    }
+
+    fn unmet_rules(result: Result<Organisation, ServiceError>) -> Vec<&'static str> {
+        match result {
+            Err(ServiceError::Refused(r)) => r.unmet.iter().map(|e| e.rule).collect(),
+            Err(ServiceError::Invalid(e)) => e.0.iter().map(|e| e.rule).collect(),
+            other => panic!("expected a refusal, got {other:?}"),
         }
+    }
+
+    fn is_domain_taken(result: &Result<Organisation, ServiceError>) -> bool {
+        matches!(
+            result,
+            Err(ServiceError::Storage(RepositoryError::Conflict(
+                Conflict::DomainTaken(_)
+            )))
+        )
     }
 
     fn evidence(w: &World, kind: &str, expires: &str) -> EvidenceId {
@@ -642,7 +959,315 @@ mod tests {
             Action::Approve,
             None,
         ));
-        assert_eq!(unmet, ["check_current"]);
+        assert_eq!(unmet, ["check_current", "domains_verified"]);
+    }
+
+    #[test]
+    fn a_dns_proof_verifies_and_every_failure_changes_nothing() {
+        let w = world();
+        let other = register_other(
+            &w,
+            "XY999",
+            &["other.example.org", "mail.other.example.org"],
+        )
+        .unwrap()
+        .id;
+        let version = w.svc.organisation(other).unwrap().version;
+        // NXDOMAIN, no TXT, a foreign token, a server that does not answer.
+        assert_eq!(
+            unmet_rules(
+                w.svc
+                    .verify_domain_by_dns(&ctx(), other, "other.example.org")
+            ),
+            ["txt_record_missing"]
+        );
+        let record = "_federation-gateway.other.example.org".to_owned();
+        w.fake
+            .store()
+            .dns
+            .insert(record.clone(), Ok(TxtAnswer::NoRecords));
+        assert_eq!(
+            unmet_rules(
+                w.svc
+                    .verify_domain_by_dns(&ctx(), other, "other.example.org")
+            ),
+            ["txt_record_missing"]
+        );
+        w.fake.store().dns.insert(
+            record.clone(),
+            Ok(TxtAnswer::Records(vec![
+                "federation-gateway-verification=00000000000000000000000000000000".into(),
+            ])),
+        );
+        assert_eq!(
+            unmet_rules(
+                w.svc
+                    .verify_domain_by_dns(&ctx(), other, "other.example.org")
+            ),
+            ["txt_record_mismatch"]
+        );
+        w.fake
+            .store()
+            .dns
+            .insert(record, Err(DnsUnavailable("timed out".into())));
+        assert!(matches!(
+            w.svc
+                .verify_domain_by_dns(&ctx(), other, "other.example.org"),
+            Err(ServiceError::Unavailable(_))
+        ));
+        let org = w.svc.organisation(other).unwrap();
+        assert_eq!(org.version, version, "nothing changed");
+        assert_eq!(org.domains[0].status(), DomainStatus::Unverified);
+        // Failed attempts are audited; an unclaimed domain is simply not found.
+        let failed = w
+            .fake
+            .store()
+            .events
+            .iter()
+            .filter(|e| e.action == crate::audit::AuditAction::DomainVerificationFailed)
+            .count();
+        assert_eq!(failed, 3);
+        assert!(matches!(
+            w.svc
+                .verify_domain_by_dns(&ctx(), other, "leedscare.org.uk"),
+            Err(ServiceError::NotFound)
+        ));
+        // The right token verifies, with time and method, and bumps the version.
+        let verified = publish_and_verify(&w, other, "other.example.org");
+        let claim = &verified.domains[0];
+        assert_eq!(claim.status(), DomainStatus::Verified);
+        let how = claim.verification.as_ref().unwrap();
+        assert_eq!(
+            (how.method, how.at),
+            (VerificationMethod::Dns, w.clock.now())
+        );
+        assert_eq!(verified.version, version.next());
+    }
+
+    #[test]
+    fn only_verified_claims_block_and_they_block_subdomains_not_parents() {
+        let w = world();
+        // The squatter's unverified claim blocks nobody.
+        let squatter = register_other(&w, "SQ001", &["realowner.example.org"])
+            .unwrap()
+            .id;
+        let owner = register_other(&w, "RO001", &["realowner.example.org"])
+            .unwrap()
+            .id;
+        publish_and_verify(&w, owner, "realowner.example.org");
+        assert_eq!(
+            status_of(&w, squatter, "realowner.example.org"),
+            DomainStatus::Conflict
+        );
+        // Even with "a proof", the squatter cannot verify, and nothing names the owner.
+        publish(&w, squatter, "realowner.example.org");
+        let refused = w
+            .svc
+            .verify_domain_by_dns(&ctx(), squatter, "realowner.example.org");
+        assert!(is_domain_taken(&refused), "{refused:?}");
+        assert!(!format!("{refused:?}").contains(&owner.to_string()));
+        // A verified domain blocks itself and its subdomains for new claims...
+        assert!(is_domain_taken(&register_other(
+            &w,
+            "NB001",
+            &["realowner.example.org"]
+        )));
+        assert!(is_domain_taken(&register_other(
+            &w,
+            "NB002",
+            &["mail.realowner.example.org"]
+        )));
+        // ...but not its parent: the parent's owner can still claim and verify it.
+        let parent = register_other(&w, "PA001", &["example.org"]).unwrap().id;
+        publish_and_verify(&w, parent, "example.org");
+        // leedscare.org.uk (verified in world) sits beside, not under: unaffected.
+        assert_eq!(
+            status_of(&w, w.org, "leedscare.org.uk"),
+            DomainStatus::Verified
+        );
+        // A patch that adds a held name is refused; one that keeps a conflicting claim is not.
+        let current = w.svc.organisation(squatter).unwrap();
+        let added = w.svc.change_registration(
+            &ctx(),
+            squatter,
+            Some(&Precondition(vec![current.version])),
+            &crate::organisation::ChangeForm {
+                domains: Some(vec![
+                    "realowner.example.org".into(),
+                    "x.realowner.example.org".into(),
+                ]),
+                ..Default::default()
+            },
+        );
+        assert!(is_domain_taken(&added));
+        let renamed = w.svc.change_registration(
+            &ctx(),
+            squatter,
+            Some(&Precondition(vec![current.version])),
+            &crate::organisation::ChangeForm {
+                name: Some("Squatter Ltd".into()),
+                ..Default::default()
+            },
+        );
+        assert!(renamed.is_ok(), "{renamed:?}");
+    }
+
+    #[test]
+    fn public_suffixes_can_never_be_claimed() {
+        let w = world();
+        assert_eq!(
+            unmet_rules(register_other(
+                &w,
+                "PS001",
+                &["org.uk", "ok.example.org", "nhs.net"]
+            )),
+            ["reserved_domain", "public_suffix"]
+        );
+        assert_eq!(
+            unmet_rules(register_other(&w, "PS002", &["github.io"])),
+            ["public_suffix"]
+        );
+    }
+
+    #[test]
+    fn reviewers_verify_by_hand_with_a_reason_as_people() {
+        let w = world();
+        let other = register_other(&w, "MV001", &["manual.example.org"])
+            .unwrap()
+            .id;
+        let reviewer = person("r1", &[Role::Reviewer]);
+        let mut robot = reviewer.clone();
+        robot.person = false;
+        let refused =
+            w.svc
+                .verify_domain_by_hand(&ctx(), &robot, other, "manual.example.org", "phoned them");
+        assert!(
+            matches!(refused, Err(ServiceError::Refused(r)) if r.kind == RefusalKind::PersonRequired)
+        );
+        assert_eq!(
+            unmet_rules(w.svc.verify_domain_by_hand(
+                &ctx(),
+                &reviewer,
+                other,
+                "manual.example.org",
+                " "
+            )),
+            ["required"]
+        );
+        let org = w
+            .svc
+            .verify_domain_by_hand(
+                &ctx(),
+                &reviewer,
+                other,
+                "manual.example.org",
+                "confirmed by phone with the IT lead",
+            )
+            .unwrap();
+        let how = org.domains[0].verification.clone().unwrap();
+        assert_eq!(how.method, VerificationMethod::Manual);
+        assert_eq!(how.by.as_deref(), Some("r1"));
+        assert!(w
+            .fake
+            .store()
+            .events
+            .iter()
+            .any(|e| e.action == crate::audit::AuditAction::DomainVerified
+                && e.details["method"] == "manual"
+                && e.details["reason"] == "confirmed by phone with the IT lead"));
+    }
+
+    #[test]
+    fn approval_needs_verified_domains_and_a_free_ods_code() {
+        let w = world();
+        let a = submitted_agreement(&w);
+        accept(&w, evidence(&w, "dspt_assessment", "2027-06-30"));
+        accept(&w, evidence(&w, "ico_registration", "2027-03-31"));
+        act(
+            &w,
+            &person("r1", &[Role::Reviewer]),
+            &a,
+            Action::Check,
+            None,
+        )
+        .unwrap();
+        act(
+            &w,
+            &person("a1", &[Role::Approver]),
+            &a,
+            Action::Approve,
+            None,
+        )
+        .unwrap();
+        // The code is held now: a later registration naming it is refused.
+        let later = register_other(&w, "AB123", &["later.example.org"]);
+        assert!(matches!(
+            later,
+            Err(ServiceError::Storage(RepositoryError::Conflict(
+                Conflict::OdsCodeTaken(_)
+            )))
+        ));
+        // A registration made before approval may stand, but can never be approved.
+        let mut store = w.fake.store();
+        let mut early = store.organisations.values().next().unwrap().clone();
+        early.id = OrganisationId::new();
+        early.domains = vec![ClaimedDomain::unverified(
+            EmailDomain::parse("early.example.org").unwrap(),
+        )];
+        store.organisations.insert(early.id, early.clone());
+        drop(store);
+        let overlaps = w.svc.organisations.claim_overlaps(&early).unwrap();
+        let rules: Vec<_> = crate::services::review::unmet_claims(&early, &overlaps)
+            .iter()
+            .map(|e| e.rule)
+            .collect();
+        assert_eq!(rules, ["domains_verified", "ods_code_free"]);
+        assert_eq!(overlaps.ods_code_registrations_elsewhere, 1);
+    }
+
+    #[test]
+    fn maintenance_flags_a_vanished_proof_and_clears_it_when_back() {
+        let w = world();
+        let record = "_federation-gateway.leedscare.org.uk".to_owned();
+        let published = w.fake.store().dns.get(&record).cloned().unwrap();
+        let report = w.svc.recheck_domains(&ctx()).unwrap();
+        assert_eq!(report.present, 1);
+        w.fake.store().dns.remove(&record);
+        assert_eq!(w.svc.recheck_domains(&ctx()).unwrap().newly_missing, 1);
+        let claim = w.svc.organisation(w.org).unwrap().domains[0].clone();
+        assert_eq!(claim.record_missing_since, Some(w.clock.now()));
+        assert_eq!(
+            claim.status(),
+            DomainStatus::Verified,
+            "still verified, but flagged"
+        );
+        // A second run does not flag it again; an unanswered lookup concludes nothing.
+        assert_eq!(
+            w.svc.recheck_domains(&ctx()).unwrap(),
+            DomainMaintenance::default()
+        );
+        w.fake
+            .store()
+            .dns
+            .insert(record.clone(), Err(DnsUnavailable("down".into())));
+        assert_eq!(w.svc.recheck_domains(&ctx()).unwrap().unanswered, 1);
+        w.fake.store().dns.insert(record, published);
+        assert_eq!(w.svc.recheck_domains(&ctx()).unwrap().restored, 1);
+        assert_eq!(
+            w.svc.organisation(w.org).unwrap().domains[0].record_missing_since,
+            None
+        );
+        let actions: Vec<_> = w
+            .fake
+            .store()
+            .events
+            .iter()
+            .map(|e| e.action.as_str())
+            .collect();
+        assert!(
+            actions.contains(&"domain.record_missing")
+                && actions.contains(&"domain.record_restored")
+        );
     }
 
     #[test]

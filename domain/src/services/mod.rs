@@ -8,6 +8,7 @@ use crate::access::{ReviewerIdentity, Role};
 use crate::agreement::AgreementTemplate;
 use crate::audit::{Actor, AuditAction, NewAuditEvent};
 use crate::clock::Clock;
+use crate::dns::{PublicSuffixes, TxtResolver};
 use crate::keys::PartnerKey;
 use crate::organisation::Version;
 use crate::ports::{
@@ -17,6 +18,8 @@ use crate::ports::{
 use crate::validation::{FieldError, ValidationErrors};
 
 pub mod agreements;
+pub mod audit;
+pub mod domains;
 pub mod evidence;
 pub mod registration;
 pub mod review;
@@ -83,6 +86,10 @@ pub enum ServiceError {
     PreconditionRequired,
     #[error(transparent)]
     Storage(RepositoryError),
+    /// A service outside the store that the use case needs (DNS) did not answer; nothing
+    /// was changed. The cause is for logs.
+    #[error("dependency unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<RepositoryError> for ServiceError {
@@ -187,6 +194,12 @@ pub struct Services {
     pub signatures: Arc<dyn SignatureScheme>,
     pub templates: Arc<Vec<AgreementTemplate>>,
     pub clock: Arc<dyn Clock>,
+    /// Resolves the TXT records that prove domain ownership.
+    pub dns: Arc<dyn TxtResolver>,
+    /// The Public Suffix List: public suffixes can never be claimed.
+    pub public_suffixes: Arc<dyn PublicSuffixes>,
+    /// SHA-256 for the audit chain and tree.
+    pub hasher: Arc<dyn crate::merkle::Sha256>,
 }
 
 impl std::fmt::Debug for Services {

@@ -15,6 +15,22 @@ use crate::services::{
 use crate::text::Reason;
 use crate::validation::ValidationErrors;
 
+/// Adds the public-suffix refusals (which need the suffix list port) to the other rules'
+/// refusals, so that every broken rule is reported at once.
+fn with_suffix_rule<T>(
+    parsed: Result<T, ValidationErrors>,
+    suffixes: Vec<crate::validation::FieldError>,
+) -> Result<T, ValidationErrors> {
+    match parsed {
+        Ok(value) if suffixes.is_empty() => Ok(value),
+        Ok(_) => Err(ValidationErrors(suffixes)),
+        Err(mut errors) => {
+            errors.0.extend(suffixes);
+            Err(errors)
+        }
+    }
+}
+
 impl Services {
     /// Registers a new organisation with its (already minted) registration credential.
     pub fn register(
@@ -24,7 +40,10 @@ impl Services {
         credential: &CredentialDigest,
         client_ip: Option<String>,
     ) -> ServiceResult<Organisation> {
-        let new = NewOrganisation::parse(form)?;
+        let new = with_suffix_rule(
+            NewOrganisation::parse(form),
+            self.public_suffix_violations(&form.domains),
+        )?;
         let id = OrganisationId::new();
         let at = self.clock.now();
         let event = ctx.event(
@@ -57,7 +76,13 @@ impl Services {
         precondition: Option<&Precondition>,
         form: &ChangeForm,
     ) -> ServiceResult<Organisation> {
-        let change = OrganisationChange::parse(form)?;
+        let change = with_suffix_rule(
+            OrganisationChange::parse(form),
+            form.domains
+                .as_deref()
+                .map(|raw| self.public_suffix_violations(raw))
+                .unwrap_or_default(),
+        )?;
         let current = self.organisation(id)?;
         Precondition::check(precondition, current.version)?;
         let (next, changed) = change.apply(&current, self.clock.now());

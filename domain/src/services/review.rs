@@ -8,8 +8,10 @@ use crate::agreement::{
     Action, Agreement, AgreementId, AgreementState, FreeBusyDetail, ReviewCheck, SuspensionCause,
 };
 use crate::audit::{AuditAction, NewAuditEvent};
+use crate::dns::DomainStatus;
 use crate::evidence::{DsptStatus, Evidence, EvidenceKind, EvidenceSet};
 use crate::organisation::{Organisation, OrganisationStatus};
+use crate::ports::ClaimOverlaps;
 use crate::services::agreements::SignatureStatus;
 use crate::services::{
     registration_rejected, require_person, Context, Precondition, Refusal, RefusalKind,
@@ -61,8 +63,82 @@ pub struct AgreementMaintenance {
     pub reinstated: usize,
 }
 
-fn warnings(org: &Organisation, evidence: EvidenceSet<'_>, now: DateTime<Utc>) -> Vec<String> {
+/// Approval's preconditions on the organisation's claims: every domain verified (and not in
+/// conflict), and the ODS code not held by another organisation.
+pub(crate) fn unmet_claims(org: &Organisation, overlaps: &ClaimOverlaps) -> Vec<FieldError> {
+    let mut unmet = Vec::new();
+    for (index, domain) in org.domains.iter().enumerate() {
+        match domain.status() {
+            DomainStatus::Verified => {}
+            DomainStatus::Unverified => unmet.push(FieldError::new(
+                format!("organisation.domains[{index}]"),
+                "domains_verified",
+                format!(
+                    "{} is not verified: publish its TXT record and POST .../domains/{}/verify, or have a reviewer verify it",
+                    domain.name, domain.name
+                ),
+            )),
+            DomainStatus::Conflict => unmet.push(FieldError::new(
+                format!("organisation.domains[{index}]"),
+                "domains_verified",
+                format!(
+                    "{} is in conflict: another organisation verified it (or a domain it is under); remove it from the registration",
+                    domain.name
+                ),
+            )),
+        }
+    }
+    if overlaps.ods_code_held_elsewhere {
+        unmet.push(FieldError::new(
+            "organisation.ods_code",
+            "ods_code_free",
+            format!(
+                "the ODS code {} is held by another organisation with an approved agreement",
+                org.ods_code
+            ),
+        ));
+    }
+    unmet
+}
+
+fn warnings(
+    org: &Organisation,
+    overlaps: &ClaimOverlaps,
+    evidence: EvidenceSet<'_>,
+    now: DateTime<Utc>,
+) -> Vec<String> {
     let mut out = Vec::new();
+    for domain in &org.domains {
+        match domain.status() {
+            DomainStatus::Unverified => out.push(format!("domain {} is not verified", domain.name)),
+            DomainStatus::Conflict => out.push(format!(
+                "domain {} is in conflict: another organisation holds a verified claim on it or a domain it is under",
+                domain.name
+            )),
+            DomainStatus::Verified => {}
+        }
+        if let Some(since) = domain.record_missing_since {
+            out.push(format!(
+                "domain {}: its verification TXT record has been missing since {}",
+                domain.name,
+                since.format("%Y-%m-%d %H:%M UTC")
+            ));
+        }
+    }
+    for overlap in &overlaps.domains {
+        if overlap.ours != overlap.theirs {
+            out.push(format!(
+                "domain {} overlaps {}, which another organisation has verified",
+                overlap.ours, overlap.theirs
+            ));
+        }
+    }
+    if overlaps.ods_code_registrations_elsewhere > 0 {
+        out.push(format!(
+            "{} other registration(s) name the ODS code {}",
+            overlaps.ods_code_registrations_elsewhere, org.ods_code
+        ));
+    }
     if let Some(dspt) = evidence.accepted(EvidenceKind::DsptAssessment) {
         if dspt.details.dspt_status == Some(DsptStatus::ApproachingStandards) {
             out.push("DSPT status is 'approaching standards'".to_owned());
@@ -157,12 +233,16 @@ impl Services {
         let set = EvidenceSet(&evidence);
         let signature = self.signature_status(&organisation, &agreement);
         let effective_state = agreement.effective_state(set, now);
+        let overlaps = self.organisations.claim_overlaps(&organisation)?;
         let unmet_for_approval = if effective_state == AgreementState::Submitted {
-            self.unmet_for_approval(&organisation, &agreement, set, &signature, None, now)
+            let mut unmet =
+                self.unmet_for_approval(&organisation, &agreement, set, &signature, None, now);
+            unmet.extend(unmet_claims(&organisation, &overlaps));
+            unmet
         } else {
             Vec::new()
         };
-        let warnings = warnings(&organisation, set, now);
+        let warnings = warnings(&organisation, &overlaps, set, now);
         Ok(ReviewItem {
             effective_state,
             warnings,
@@ -268,6 +348,7 @@ impl Services {
         match action {
             Action::Approve => {
                 let signature = self.signature_status(&org, &current);
+                let overlaps = self.organisations.claim_overlaps(&org)?;
                 unmet.extend(self.unmet_for_approval(
                     &org,
                     &current,
@@ -276,6 +357,7 @@ impl Services {
                     Some(reviewer),
                     now,
                 ));
+                unmet.extend(unmet_claims(&org, &overlaps));
             }
             Action::Reinstate => unmet.extend(set.required_gaps(now)),
             Action::Check if org.status != OrganisationStatus::Active => {

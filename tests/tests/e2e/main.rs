@@ -7,6 +7,8 @@ mod keys;
 mod oidc_provider;
 mod support;
 
+mod audit;
+mod domains;
 mod health;
 mod identity;
 mod onboarding;

@@ -80,6 +80,7 @@ struct Partner {
     id: uuid::Uuid,
     token: String,
     key: TestKey,
+    n: u32,
 }
 
 impl Partner {
@@ -88,7 +89,7 @@ impl Partner {
         app.put_keys(id, &token, vec![key.jwk()])
             .await
             .expect("keys stored");
-        Self { id, token, key }
+        Self { id, token, key, n }
     }
 
     fn url(&self, app: &TestApp, rest: &str) -> String {
@@ -269,6 +270,21 @@ async fn grant_status(app: &TestApp, token: &str) -> (u16, Value) {
     (status, response.json().await.unwrap())
 }
 
+/// A reviewer verifies the partner's domain by hand.
+async fn verify_by_hand(reviewer: &Reviewer, app: &TestApp, partner: &Partner) {
+    let response = reviewer
+        .post(
+            app.url(&format!(
+                "/v1/review/organisations/{}/domains/care{}.example.org/verify",
+                partner.id, partner.n
+            )),
+            None,
+            json!({"reason": "confirmed with the partner's IT lead by phone"}),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+}
+
 fn rules(problem: &Value) -> Vec<String> {
     problem["errors"]
         .as_array()
@@ -294,7 +310,7 @@ e2e_tests! {
         // Where the organisation stands before anything.
         let (_, org) = partner.send(reqwest::Client::new().get(partner.url(&app, ""))).await;
         let missing: Vec<&str> = org["onboarding"]["missing_for_approval"].as_array().unwrap().iter().map(|e| e["rule"].as_str().unwrap()).collect();
-        assert_eq!(missing, ["evidence_missing", "evidence_missing", "submitted"]);
+        assert_eq!(missing, ["evidence_missing", "evidence_missing", "domains_verified", "submitted"]);
 
         let evidence = partner.required_evidence(&app, "2027-12-31").await;
         // The document is stored with its digest and served only as an attachment.
@@ -330,6 +346,12 @@ e2e_tests! {
 
         let reviewer = Reviewer::sign_in(&app, &provider, "reviewer1").await;
         let approver = Reviewer::sign_in(&app, &provider, "approver1").await;
+        // The partner's domain must be proven before approval (here by a reviewer by hand;
+        // tests/e2e/domains.rs proves domains with DNS).
+        let queue: Value = reviewer.get(app.url("/v1/review/agreements?state=submitted")).await.json().await.unwrap();
+        assert!(rules(&json!({"errors": queue["items"][0]["unmet_for_approval"]})).contains(&"domains_verified".to_owned()));
+        assert!(queue["items"][0]["warnings"].as_array().unwrap().iter().any(|w| w == "domain care1.example.org is not verified"));
+        verify_by_hand(&reviewer, &app, &partner).await;
         for eid in &evidence {
             let (status, judged) = judge(&reviewer, &app, eid, "accepted").await;
             assert_eq!(status, 200, "{judged}");
@@ -358,6 +380,16 @@ e2e_tests! {
         assert_eq!(status, 200, "{approved}");
         assert_eq!(approved["state"], "approved");
         assert_eq!(approved["limited_details_granted"], true);
+
+        // The approved organisation now holds its ODS code: a later registration naming it is
+        // refused, without naming the holder.
+        let mut copycat = crate::support::registration(90);
+        copycat["ods_code"] = json!("AB001");
+        let response = app.register(&copycat).await;
+        assert_eq!(response.status(), 409);
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "/problems/ods-code-taken");
+        assert!(!problem.to_string().contains(&partner.id.to_string()), "{problem}");
 
         // A new token carries the data scopes; the grant answers with what was granted.
         let token = app.access_token(partner.id, &partner.key).await;
@@ -399,7 +431,7 @@ e2e_tests! {
         // No check, no evidence: every unmet precondition listed at once.
         let (status, problem) = act(&approver, &app, &aid, json!({"action": "approve"})).await;
         assert_eq!((status, problem["type"].as_str()), (422, Some("/problems/preconditions-unmet")));
-        assert_eq!(rules(&problem), ["checked", "evidence_missing", "evidence_missing"]);
+        assert_eq!(rules(&problem), ["checked", "evidence_missing", "evidence_missing", "domains_verified"]);
         // Rejected and expired evidence are named as such.
         let evidence = partner.required_evidence(&app, "2027-12-31").await;
         judge(&approver, &app, &evidence[0], "rejected").await;
@@ -411,7 +443,7 @@ e2e_tests! {
         let (status, _) = act(&approver, &app, &aid, json!({"action": "check"})).await;
         assert_eq!(status, 200);
         let (_, problem) = act(&approver, &app, &aid, json!({"action": "approve"})).await;
-        assert_eq!(rules(&problem), ["two_people", "evidence_rejected", "evidence_not_judged"]);
+        assert_eq!(rules(&problem), ["two_people", "evidence_rejected", "evidence_not_judged", "domains_verified"]);
         // Reject needs a reason; with one, it is final.
         let (status, problem) = act(&approver, &app, &aid, json!({"action": "reject"})).await;
         assert_eq!((status, rules(&problem)), (422, vec!["required".to_owned()]));
@@ -474,6 +506,7 @@ e2e_tests! {
         let evidence = partner.required_evidence(&app, "2027-12-31").await;
         let aid = partner.submitted_agreement(&app, agreement_body()).await;
         let reviewer = Reviewer::sign_in(&app, &provider, "reviewer1").await;
+        verify_by_hand(&reviewer, &app, &partner).await;
         for eid in &evidence {
             judge(&reviewer, &app, eid, "accepted").await;
         }

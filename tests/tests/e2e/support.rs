@@ -32,6 +32,9 @@ pub fn settings_for(database: &TestDatabase) -> Settings {
     settings.auth.key_encryption_key =
         SecretString::from("dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM=");
     settings.oidc.cookie_secure = false;
+    // Seal and checkpoint often, so tests see the sealed trail without waiting long.
+    settings.audit.seal_interval_ms = 50;
+    settings.audit.checkpoint_interval_seconds = 1;
     settings
 }
 

@@ -1,0 +1,185 @@
+//! Running the audit trail: the sequencer that seals committed records (continuously in the
+//! server; once before exit in commands that wrote records), signed checkpoints of the head,
+//! and the group-commit recorder that data endpoints use to record disclosures.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use gateway_domain::audit::hex;
+use gateway_domain::merkle::Sha256;
+use gateway_domain::services::Services;
+use gateway_domain::{AuditRepository, Checkpoint, NewAuditEvent, RepositoryError};
+
+use crate::auth::signing::SigningKeys;
+
+/// How many records one sealing transaction takes at most.
+pub const SEAL_BATCH: i64 = 5_000;
+
+/// Seals until nothing committed is left unsealed (or another process holds the sequencer).
+/// Returns how many this call sealed.
+pub fn seal_all(
+    audit: &dyn AuditRepository,
+    hasher: &dyn Sha256,
+) -> Result<usize, RepositoryError> {
+    let mut total = 0;
+    loop {
+        let sealed = audit.seal(hasher, SEAL_BATCH)?;
+        total += sealed;
+        if (sealed as i64) < SEAL_BATCH {
+            return Ok(total);
+        }
+    }
+}
+
+/// Signs and stores a checkpoint of the sealed head, if it grew since the last one.
+pub fn checkpoint(
+    services: &Services,
+    signing: &SigningKeys,
+) -> anyhow::Result<Option<Checkpoint>> {
+    let head = services.tree_head()?;
+    let latest = services.audit.checkpoints()?.into_iter().last();
+    if head.size == 0 || latest.as_ref().is_some_and(|c| c.tree_size >= head.size) {
+        return Ok(None);
+    }
+    let signed_at = Utc::now();
+    let payload = serde_json::json!({
+        "iss": signing.issuer(),
+        "tree_size": head.size,
+        "root_hash": hex(&head.root),
+        "chain_hash": hex(&head.chain_hash),
+        "iat": signed_at.timestamp(),
+    });
+    let (jws, kid, jwk) = signing.sign_checkpoint(&payload)?;
+    let checkpoint = Checkpoint {
+        tree_size: head.size,
+        root_hash: hex(&head.root),
+        chain_hash: hex(&head.chain_hash),
+        signed_at,
+        kid,
+        jws,
+    };
+    services.audit.add_checkpoint(&checkpoint, &jwk)?;
+    Ok(Some(checkpoint))
+}
+
+/// The server's sequencer: a thread that seals every `interval` and signs a checkpoint every
+/// `checkpoint_every`, until stopped.
+#[derive(Debug)]
+pub struct Sequencer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Sequencer {
+    /// A zero `interval` starts nothing (records then wait for another process's sequencer).
+    pub fn start(
+        services: Services,
+        signing: Arc<SigningKeys>,
+        interval: Duration,
+        checkpoint_every: Duration,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        if interval.is_zero() {
+            tracing::warn!("audit.seal_interval_ms is 0: this process seals no audit records");
+            return Self { stop, thread: None };
+        }
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("audit-sequencer".to_owned())
+            .spawn(move || {
+                let mut last_checkpoint = Instant::now() - checkpoint_every;
+                while !flag.load(Ordering::Relaxed) {
+                    if let Err(error) = seal_all(services.audit.as_ref(), services.hasher.as_ref()) {
+                        tracing::warn!(error = %error, "sealing audit records failed; retrying");
+                    }
+                    if last_checkpoint.elapsed() >= checkpoint_every {
+                        match checkpoint(&services, &signing) {
+                            Ok(_) => last_checkpoint = Instant::now(),
+                            Err(error) => {
+                                tracing::warn!(error = %format!("{error:#}"), "signing an audit checkpoint failed")
+                            }
+                        }
+                    }
+                    std::thread::sleep(interval);
+                }
+                // Seal what is left before going.
+                let _ = seal_all(services.audit.as_ref(), services.hasher.as_ref());
+            })
+            .ok();
+        Self { stop, thread }
+    }
+
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Sequencer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// Records audit events with group commit: concurrent callers' events go into one
+/// transaction, and each caller is answered only once its event is committed (durably:
+/// PostgreSQL's `synchronous_commit` is never relaxed). Thousands of disclosures a second
+/// cost a few commits a second.
+#[derive(Debug, Clone)]
+pub struct AuditRecorder {
+    queue: mpsc::Sender<(NewAuditEvent, Ack)>,
+}
+
+/// The most events one group commit takes.
+const GROUP_MAX: usize = 1_000;
+
+impl AuditRecorder {
+    pub fn start(audit: Arc<dyn AuditRepository>) -> Self {
+        let (queue, inbox) = mpsc::channel::<(NewAuditEvent, Ack)>();
+        let spawned = std::thread::Builder::new()
+            .name("audit-recorder".to_owned())
+            .spawn(move || {
+                while let Ok(first) = inbox.recv() {
+                    let mut group = vec![first];
+                    while group.len() < GROUP_MAX {
+                        match inbox.try_recv() {
+                            Ok(next) => group.push(next),
+                            Err(_) => break,
+                        }
+                    }
+                    let (events, acks): (Vec<_>, Vec<_>) = group.into_iter().unzip();
+                    let outcome = audit.append_all(&events).map_err(|e| {
+                        tracing::error!(error = %e, count = events.len(), "recording audit events failed");
+                        e.to_string()
+                    });
+                    for ack in acks {
+                        let _ = ack.send(outcome.clone());
+                    }
+                }
+            });
+        if let Err(error) = spawned {
+            tracing::error!(error = %error, "could not start the audit recorder");
+        }
+        Self { queue }
+    }
+
+    /// Records `event`; resolves once it is committed.
+    pub async fn record(&self, event: NewAuditEvent) -> Result<(), crate::error::ApiError> {
+        let (ack, done) = tokio::sync::oneshot::channel();
+        let unavailable =
+            |why: String| crate::error::ApiError::Unavailable(std::io::Error::other(why).into());
+        self.queue
+            .send((event, ack))
+            .map_err(|_| unavailable("the audit recorder has stopped".to_owned()))?;
+        done.await
+            .map_err(|_| unavailable("the audit recorder has stopped".to_owned()))?
+            .map_err(unavailable)
+    }
+}
