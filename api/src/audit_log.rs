@@ -70,6 +70,8 @@ pub fn checkpoint(
 #[derive(Debug)]
 pub struct Sequencer {
     stop: Arc<AtomicBool>,
+    /// Whether to seal once more on the way out (a graceful stop; not when merely dropped).
+    final_seal: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -82,11 +84,17 @@ impl Sequencer {
         checkpoint_every: Duration,
     ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let final_seal = Arc::new(AtomicBool::new(false));
         if interval.is_zero() {
             tracing::warn!("audit.seal_interval_ms is 0: this process seals no audit records");
-            return Self { stop, thread: None };
+            return Self {
+                stop,
+                final_seal,
+                thread: None,
+            };
         }
         let flag = stop.clone();
+        let seal_on_exit = final_seal.clone();
         let thread = std::thread::Builder::new()
             .name("audit-sequencer".to_owned())
             .spawn(move || {
@@ -105,14 +113,22 @@ impl Sequencer {
                     }
                     std::thread::sleep(interval);
                 }
-                // Seal what is left before going.
-                let _ = seal_all(services.audit.as_ref(), services.hasher.as_ref());
+                // A graceful stop seals what the last requests wrote before going.
+                if seal_on_exit.load(Ordering::Relaxed) {
+                    let _ = seal_all(services.audit.as_ref(), services.hasher.as_ref());
+                }
             })
             .ok();
-        Self { stop, thread }
+        Self {
+            stop,
+            final_seal,
+            thread,
+        }
     }
 
+    /// Stops after sealing what is left, and waits for that.
     pub fn stop(&mut self) {
+        self.final_seal.store(true, Ordering::Relaxed);
         self.stop.store(true, Ordering::Relaxed);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -121,8 +137,10 @@ impl Sequencer {
 }
 
 impl Drop for Sequencer {
+    /// Dropped without a graceful stop (the runtime went away): signal the thread and let it
+    /// end on its own; whatever it left unsealed the next sequencer seals.
     fn drop(&mut self) {
-        self.stop();
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
