@@ -13,6 +13,9 @@ use gateway_domain::merkle::Sha256;
 use gateway_domain::services::Services;
 use gateway_domain::{AuditRepository, Checkpoint, NewAuditEvent, RepositoryError};
 
+use anyhow::Context;
+
+use crate::auth::checkpoint::{AuditKeyRing, KeysVerifier};
 use crate::auth::signing::SigningKeys;
 
 /// How many records one sealing transaction takes at most.
@@ -34,22 +37,45 @@ pub fn seal_all(
     }
 }
 
-/// Signs and stores a checkpoint of the sealed head, if it grew since the last one.
+/// Signs and stores a checkpoint of the sealed head, if it grew since the last one. Before it
+/// signs, the last checkpoint's signature must verify with a trusted key and its signed root
+/// must still be the root of that many records: a trail rewritten underneath is never signed
+/// over (the refusal is logged as an error for the operators).
 pub fn checkpoint(
     services: &Services,
     signing: &SigningKeys,
+    ring: &AuditKeyRing,
 ) -> anyhow::Result<Option<Checkpoint>> {
     let head = services.tree_head()?;
-    let latest = services.audit.checkpoints()?.into_iter().last();
-    if head.size == 0 || latest.as_ref().is_some_and(|c| c.tree_size >= head.size) {
+    let previous = services.audit.checkpoints()?.into_iter().last();
+    if head.size == 0 || previous.as_ref().is_some_and(|c| c.tree_size >= head.size) {
         return Ok(None);
     }
+    let (previous_size, previous_root) = match &previous {
+        None => (0, None),
+        Some(previous) => {
+            let verifier = KeysVerifier::new(ring.trusted(services.audit.audit_keys()?));
+            let signed = verifier.claims(&previous.jws).context(
+                "the last audit checkpoint does not verify with a trusted key: not signing over it",
+            )?;
+            let root_then = hex(&services.stored_root(signed.tree_size)?);
+            anyhow::ensure!(
+                root_then == signed.root_hash,
+                "the first {} audit records no longer have the root signed at {}: the trail was rewritten; not signing over it",
+                signed.tree_size,
+                signed.signed_at
+            );
+            (signed.tree_size, Some(signed.root_hash))
+        }
+    };
     let signed_at = Utc::now();
     let payload = serde_json::json!({
         "iss": signing.issuer(),
         "tree_size": head.size,
         "root_hash": hex(&head.root),
         "chain_hash": hex(&head.chain_hash),
+        "previous_tree_size": previous_size,
+        "previous_root_hash": previous_root,
         "iat": signed_at.timestamp(),
     });
     let (jws, kid, jwk) = signing.sign_checkpoint(&payload)?;
@@ -58,11 +84,23 @@ pub fn checkpoint(
         root_hash: hex(&head.root),
         chain_hash: hex(&head.chain_hash),
         signed_at,
-        kid,
+        kid: kid.clone(),
         jws,
     };
-    services.audit.add_checkpoint(&checkpoint, &jwk)?;
+    services
+        .audit
+        .add_checkpoint(&checkpoint, &jwk, &ring.mac(&kid, &jwk))?;
     Ok(Some(checkpoint))
+}
+
+/// A verifier for stored checkpoints with the trusted audit keys.
+pub fn stored_keys_verifier(
+    services: &Services,
+    ring: &AuditKeyRing,
+) -> Result<KeysVerifier, RepositoryError> {
+    Ok(KeysVerifier::new(
+        ring.trusted(services.audit.audit_keys()?),
+    ))
 }
 
 /// The server's sequencer: a thread that seals every `interval` and signs a checkpoint every
@@ -80,6 +118,7 @@ impl Sequencer {
     pub fn start(
         services: Services,
         signing: Arc<SigningKeys>,
+        ring: AuditKeyRing,
         interval: Duration,
         checkpoint_every: Duration,
     ) -> Self {
@@ -104,10 +143,10 @@ impl Sequencer {
                         tracing::warn!(error = %error, "sealing audit records failed; retrying");
                     }
                     if last_checkpoint.elapsed() >= checkpoint_every {
-                        match checkpoint(&services, &signing) {
+                        match checkpoint(&services, &signing, &ring) {
                             Ok(_) => last_checkpoint = Instant::now(),
                             Err(error) => {
-                                tracing::warn!(error = %format!("{error:#}"), "signing an audit checkpoint failed")
+                                tracing::error!(error = %format!("{error:#}"), "signing an audit checkpoint failed")
                             }
                         }
                     }

@@ -181,7 +181,9 @@ fn seal_before_exit(db: &gateway_persistence::Database) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `audit verify` found, as a JSON document, and whether the trail is intact.
+/// What `audit verify` found, as a JSON document, and whether the trail is intact. Stored
+/// checkpoints are checked with the audit keys whose MAC (under the key-encryption key) holds;
+/// a kept checkpoint with the keys kept beside it (`--keys`), else with those trusted keys.
 pub fn audit_verify(
     settings: &Settings,
     kept_checkpoint: Option<&Path>,
@@ -189,6 +191,12 @@ pub fn audit_verify(
 ) -> anyhow::Result<(serde_json::Value, bool)> {
     let db = std::sync::Arc::new(open_database(settings)?);
     let services = crate::startup::services(db.clone(), std::sync::Arc::new(SystemClock));
+    let kek = KeyEncryptionKey::load(
+        &settings.auth.key_encryption_key,
+        &settings.auth.key_encryption_key_file,
+    )?;
+    let ring = crate::auth::checkpoint::AuditKeyRing::new(kek.derive("audit-keys"));
+    let trusted = ring.trusted(db.audit_keys()?);
     let kept = match kept_checkpoint {
         None => None,
         Some(file) => {
@@ -203,12 +211,13 @@ pub fn audit_verify(
                     .with_context(|| format!("{} is not JSON", keys_file.display()))?;
                     set["keys"].as_array().cloned().unwrap_or_default()
                 }
-                None => db.audit_keys()?.into_iter().map(|(_, jwk)| jwk).collect(),
+                None => trusted.clone(),
             };
             Some(crate::auth::checkpoint::read_kept(&text, &keys)?)
         }
     };
-    let report = services.verify_trail(kept.as_ref())?;
+    let verifier = crate::auth::checkpoint::KeysVerifier::new(trusted);
+    let report = services.verify_trail(kept.as_ref(), &verifier)?;
     let intact = report.intact();
     Ok((
         serde_json::to_value(crate::routes::audit::verify_response(&report))?,

@@ -36,6 +36,15 @@ pub struct DnsSettings {
     pub nameservers: Vec<String>,
     /// How long to wait for an answer before the proof counts as unavailable (503).
     pub timeout_ms: u64,
+    /// One lookup per claimed domain this often (429 with Retry-After sooner); 0: no limit.
+    pub verify_interval_seconds: u64,
+    /// At most one `domain.verification_failed` record per claim this often; the next one
+    /// counts the attempts in between.
+    pub failure_audit_interval_seconds: u64,
+    /// A DNS proof missing this long (found by `maintenance`) withdraws the verification.
+    pub demote_after_days: u32,
+    /// Lookups in flight at once in this process; more wait (within the timeout).
+    pub max_concurrent_lookups: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]

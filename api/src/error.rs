@@ -420,6 +420,11 @@ impl From<ServiceError> for ApiError {
             ),
             ServiceError::Storage(error) => error.into(),
             ServiceError::Unavailable(cause) => Self::Unavailable(cause.into()),
+            ServiceError::RateLimited {
+                retry_after_seconds,
+            } => Self::RateLimited {
+                retry_after_seconds,
+            },
         }
     }
 }

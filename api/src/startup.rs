@@ -61,6 +61,7 @@ pub fn services(db: Arc<Database>, clock: Arc<dyn Clock>) -> Services {
         hasher: Arc::new(gateway_persistence::Sha256Hasher),
         dns: Arc::new(crate::dns::NoTxtResolver),
         public_suffixes: Arc::new(crate::dns::PslSuffixes),
+        domain_proof: Arc::new(gateway_domain::services::domains::DomainProofLimits::default()),
     }
 }
 
@@ -74,6 +75,7 @@ pub fn services_with_dns(
     services.dns = Arc::new(crate::dns::HickoryTxtResolver::from_settings(
         &settings.dns,
     )?);
+    services.domain_proof = Arc::new(crate::dns::proof_limits(&settings.dns));
     Ok(services)
 }
 
@@ -158,6 +160,7 @@ impl Application {
             &settings.auth.key_encryption_key_file,
         )?;
         let page_tokens = crate::page_token::PageTokens::new(kek.derive("page-tokens"));
+        let audit_keys = crate::auth::checkpoint::AuditKeyRing::new(kek.derive("audit-keys"));
         let signing = Arc::new(
             SigningKeys::open(db.clone(), kek, public_base_url.clone())
                 .context("opening the gateway's signing keys")?,
@@ -167,11 +170,13 @@ impl Application {
         let sequencer = crate::audit_log::Sequencer::start(
             services.clone(),
             signing.clone(),
+            audit_keys.clone(),
             std::time::Duration::from_millis(settings.audit.seal_interval_ms),
             std::time::Duration::from_secs(settings.audit.checkpoint_interval_seconds.max(1)),
         );
         let state = AppState {
             page_tokens,
+            audit_keys,
             recorder: crate::audit_log::AuditRecorder::start(db.clone()),
             services,
             organisations: db.clone(),

@@ -50,6 +50,8 @@ pub struct AppState {
     pub sessions: Arc<SessionCodec>,
     /// The use cases, over the same ports.
     pub services: Services,
+    /// Which stored audit keys a gateway put there (MAC'd under the key-encryption key).
+    pub audit_keys: crate::auth::checkpoint::AuditKeyRing,
     /// Opaque, MAC'd page tokens (cursors).
     pub page_tokens: crate::page_token::PageTokens,
     /// Group-commit audit recording for data endpoints' disclosures.

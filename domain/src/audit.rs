@@ -149,6 +149,52 @@ pub struct AuditEvent {
     pub details: serde_json::Value,
 }
 
+impl AuditEvent {
+    /// The organisation the record is about, for auditors' filters: the subject when it is an
+    /// organisation, else the acting organisation, else `details.organisation_id`.
+    pub fn organisation(&self) -> Option<String> {
+        organisation_of(
+            &self.subject_type,
+            self.subject_id.as_deref(),
+            &self.actor_type,
+            self.actor_id.as_deref(),
+            &self.details,
+        )
+    }
+}
+
+impl NewAuditEvent {
+    /// See [`AuditEvent::organisation`]; the same rule, before the record is stored.
+    pub fn organisation(&self) -> Option<String> {
+        organisation_of(
+            self.subject_type,
+            self.subject_id.as_deref(),
+            self.actor.kind(),
+            self.actor.id().as_deref(),
+            &self.details,
+        )
+    }
+}
+
+fn organisation_of(
+    subject_type: &str,
+    subject_id: Option<&str>,
+    actor_type: &str,
+    actor_id: Option<&str>,
+    details: &serde_json::Value,
+) -> Option<String> {
+    if subject_type == "organisation" {
+        return subject_id.map(str::to_owned);
+    }
+    if actor_type == "organisation" {
+        return actor_id.map(str::to_owned);
+    }
+    details
+        .get("organisation_id")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned)
+}
+
 /// The record's canonical encoding: what its hashes cover. JSON with keys in a fixed (sorted)
 /// order at every depth, no insignificant whitespace, and the time in UTC to the microsecond
 /// (`2026-11-29T10:00:00.000000Z`), independent of how any database renders a row.

@@ -39,9 +39,9 @@ pub use organisation::{
     OrganisationStatus, Version,
 };
 pub use ports::{
-    AgreementRepository, AuditFilter, AuditRepository, Checkpoint, Conflict, CredentialDigest,
-    EvidenceRepository, HealthCheck, OrganisationRepository, PartnerKeyRepository, ReplayCache,
-    RepositoryError, SealedRecord, SecureDomainRepository, SigningKeyRepository, StoredCredential,
-    StoredSigningKey,
+    AgreementRepository, AuditFilter, AuditKey, AuditRepository, Checkpoint, Conflict,
+    CredentialDigest, EvidenceRepository, HealthCheck, OrganisationRepository,
+    PartnerKeyRepository, ReplayCache, RepositoryError, SealedRecord, SecureDomainRepository,
+    SigningKeyRepository, StoredCredential, StoredSigningKey,
 };
 pub use validation::{FieldError, ValidationErrors};

@@ -88,6 +88,19 @@ pub struct ClaimOverlaps {
 pub struct DnsVerifiedClaim {
     pub organisation_id: OrganisationId,
     pub domain: crate::organisation::ClaimedDomain,
+    /// The tokens of other active organisations' (unverified) claims on the same name: a
+    /// record showing one of them means the name has changed hands.
+    pub rival_tokens: Vec<crate::dns::VerificationToken>,
+}
+
+/// What an approval read, re-checked by [`AgreementRepository::approve_agreements`] in the
+/// transaction that writes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalGuard {
+    pub organisation: OrganisationId,
+    /// The organisation's version the approval's checks (domains, ODS code, check) read.
+    pub organisation_version: Version,
+    pub ods_code: OdsCode,
 }
 
 pub trait OrganisationRepository: Send + Sync {
@@ -146,7 +159,9 @@ pub trait OrganisationRepository: Send + Sync {
     /// MUST return `NotFound` when the organisation is unknown, not active or does not claim
     /// `domain`, and `Conflict::DomainTaken(domain)` when another active organisation holds
     /// a verified claim on `domain` or a parent of it (a verified subdomain elsewhere does
-    /// not block); then it changes nothing.
+    /// not block); then it changes nothing. A claim that is already verified (say, by a
+    /// concurrent request) keeps its first verification: nothing is written, no event is
+    /// appended, and the organisation is returned as stored.
     fn verify_domain(
         &self,
         id: OrganisationId,
@@ -166,6 +181,22 @@ pub trait OrganisationRepository: Send + Sync {
         since: Option<DateTime<Utc>>,
         event: &NewAuditEvent,
     ) -> Result<(), RepositoryError>;
+
+    /// Withdraws the verification of the organisation's claim on `domain` (the claim and its
+    /// token stay; it is unverified again), clears any missing-record flag, increments the
+    /// organisation's version and appends `event`, atomically, only if the claim is still
+    /// verified as of `verified_at` (so a verification made meanwhile is never undone).
+    ///
+    /// MUST return `NotFound` when the organisation is unknown or does not claim `domain`,
+    /// and `VersionMismatch` (with the organisation's version) when the claim is not
+    /// verified at `verified_at` any more; then it changes nothing.
+    fn unverify_domain(
+        &self,
+        id: OrganisationId,
+        domain: &EmailDomain,
+        verified_at: DateTime<Utc>,
+        event: &NewAuditEvent,
+    ) -> Result<Organisation, RepositoryError>;
 
     /// Every DNS-verified claim of an active organisation, in organisation and domain order.
     fn dns_verified_claims(&self) -> Result<Vec<DnsVerifiedClaim>, RepositoryError>;
@@ -224,18 +255,21 @@ pub trait AuditRepository: Send + Sync {
     /// The stored complete subtrees among `ids` (missing ones are left out).
     fn tree_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, RepositoryError>;
 
-    /// Stores a signed checkpoint and remembers the public key that signed it.
+    /// Stores a signed checkpoint and remembers the public key that signed it, with `key_mac`
+    /// (a MAC under a key derived from the key-encryption key, so that a database writer
+    /// cannot slip in a key of their own).
     fn add_checkpoint(
         &self,
         checkpoint: &Checkpoint,
         public_jwk: &serde_json::Value,
+        key_mac: &str,
     ) -> Result<(), RepositoryError>;
 
     /// Every stored checkpoint, by tree size.
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, RepositoryError>;
 
-    /// Every public key that ever signed a checkpoint: `(kid, jwk)`.
-    fn audit_keys(&self) -> Result<Vec<(String, serde_json::Value)>, RepositoryError>;
+    /// Every public key that ever signed a checkpoint, with its MAC.
+    fn audit_keys(&self) -> Result<Vec<AuditKey>, RepositoryError>;
 }
 
 /// What auditors filter the trail by.
@@ -253,6 +287,17 @@ pub struct AuditFilter {
 pub struct SealedRecord {
     pub event: AuditEvent,
     pub hash: String,
+    /// The stored organisation index (for auditors' filters); verification checks it against
+    /// the record it indexes.
+    pub organisation_id: Option<String>,
+}
+
+/// A public key that signed checkpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditKey {
+    pub kid: String,
+    pub jwk: serde_json::Value,
+    pub mac: String,
 }
 
 /// A signed tree head.
@@ -340,6 +385,21 @@ pub trait AgreementRepository: Send + Sync {
         &self,
         changes: &[(Version, Agreement)],
         events: &[NewAuditEvent],
+    ) -> Result<(), RepositoryError>;
+
+    /// `save_agreements` for an approval: in the same transaction, holding the lock that
+    /// registrations, registration changes and domain verifications take, it first re-checks
+    /// what the approval read. MUST return `VersionMismatch` (with the organisation's current
+    /// version) when `guard.organisation` is no longer at `guard.organisation_version` (its
+    /// registration, domains or status changed), `NotFound` when it is gone, and
+    /// `Conflict::OdsCodeTaken` when another organisation holds `guard.ods_code` (has an
+    /// agreement approved or suspended); then it changes nothing. So of two concurrent
+    /// approvals of organisations naming one ODS code, at most one commits.
+    fn approve_agreements(
+        &self,
+        changes: &[(Version, Agreement)],
+        events: &[NewAuditEvent],
+        guard: &ApprovalGuard,
     ) -> Result<(), RepositoryError>;
 }
 

@@ -9,9 +9,10 @@ use gateway_domain::agreement::{
     OdsSelection, ReviewCheck, Scopes, Signatory, SuspensionCause, Term,
 };
 use gateway_domain::contact::EmailAddress;
+use gateway_domain::ports::ApprovalGuard;
 use gateway_domain::text::{PersonName, Reason, ShortText};
 use gateway_domain::{
-    Agreement, AgreementId, AgreementRepository, AgreementState, NewAuditEvent, OdsCode,
+    Agreement, AgreementId, AgreementRepository, AgreementState, Conflict, NewAuditEvent, OdsCode,
     OrganisationId, RepositoryError, Version,
 };
 use serde::{Deserialize, Serialize};
@@ -19,8 +20,10 @@ use uuid::Uuid;
 
 use crate::audit::append_event;
 use crate::connection::{Database, DbConnection};
+use crate::dialect;
 use crate::error::TxError;
 use crate::models::{from_db_time, to_db_time};
+use crate::organisations::ods_code_held;
 use crate::schema::{agreements, organisations};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
@@ -415,42 +418,89 @@ impl AgreementRepository for Database {
         changes: &[(Version, Agreement)],
         events: &[NewAuditEvent],
     ) -> Result<(), RepositoryError> {
-        // Changes that take an agreement out of force go first, so that replacing the one in
-        // force (revoke the old, approve the new) never has two in force half-way: the
-        // unique index is checked per statement on PostgreSQL.
-        let mut rows: Vec<(i64, AgreementRow)> = changes
-            .iter()
-            .map(|(expected, next)| (expected.0, AgreementRow::from_entity(next)))
-            .collect();
-        rows.sort_by_key(|(_, row)| AgreementState::parse(&row.state).is_ok_and(in_force));
-        self.write(|conn| {
-            for (expected, row) in &rows {
-                let updated = diesel::update(
-                    agreements::table
-                        .filter(agreements::id.eq(&row.id))
-                        .filter(agreements::version.eq(expected)),
-                )
-                .set(row)
-                .execute(conn)?;
-                if updated != 1 {
-                    let current: Option<i64> = agreements::table
-                        .find(&row.id)
-                        .select(agreements::version)
-                        .first(conn)
-                        .optional()?;
-                    return Err(match current {
-                        None => RepositoryError::NotFound,
-                        Some(version) => RepositoryError::VersionMismatch {
-                            current: Version(version),
-                        },
-                    }
-                    .into());
-                }
-            }
-            for event in events {
-                append_event(conn, event)?;
-            }
-            Ok(())
-        })
+        save(self, changes, events, None)
     }
+
+    fn approve_agreements(
+        &self,
+        changes: &[(Version, Agreement)],
+        events: &[NewAuditEvent],
+        guard: &ApprovalGuard,
+    ) -> Result<(), RepositoryError> {
+        save(self, changes, events, Some(guard))
+    }
+}
+
+/// Re-checks what an approval read, under the lock that registrations, registration changes
+/// and verifications take (SQLite: writes are serialised anyway).
+fn check_guard(conn: &mut DbConnection, guard: &ApprovalGuard) -> Result<(), TxError> {
+    dialect::lock_domain_claims(conn)?;
+    let id = guard.organisation.to_string();
+    let version: Option<i64> = organisations::table
+        .find(&id)
+        .select(organisations::version)
+        .first(conn)
+        .optional()?;
+    match version {
+        None => return Err(RepositoryError::NotFound.into()),
+        Some(current) if current != guard.organisation_version.0 => {
+            return Err(RepositoryError::VersionMismatch {
+                current: Version(current),
+            }
+            .into())
+        }
+        Some(_) => {}
+    }
+    if ods_code_held(conn, &guard.ods_code, &id)? {
+        return Err(RepositoryError::from(Conflict::OdsCodeTaken(guard.ods_code.clone())).into());
+    }
+    Ok(())
+}
+
+fn save(
+    db: &Database,
+    changes: &[(Version, Agreement)],
+    events: &[NewAuditEvent],
+    guard: Option<&ApprovalGuard>,
+) -> Result<(), RepositoryError> {
+    // Changes that take an agreement out of force go first, so that replacing the one in
+    // force (revoke the old, approve the new) never has two in force half-way: the
+    // unique index is checked per statement on PostgreSQL.
+    let mut rows: Vec<(i64, AgreementRow)> = changes
+        .iter()
+        .map(|(expected, next)| (expected.0, AgreementRow::from_entity(next)))
+        .collect();
+    rows.sort_by_key(|(_, row)| AgreementState::parse(&row.state).is_ok_and(in_force));
+    db.write(|conn| {
+        if let Some(guard) = guard {
+            check_guard(conn, guard)?;
+        }
+        for (expected, row) in &rows {
+            let updated = diesel::update(
+                agreements::table
+                    .filter(agreements::id.eq(&row.id))
+                    .filter(agreements::version.eq(expected)),
+            )
+            .set(row)
+            .execute(conn)?;
+            if updated != 1 {
+                let current: Option<i64> = agreements::table
+                    .find(&row.id)
+                    .select(agreements::version)
+                    .first(conn)
+                    .optional()?;
+                return Err(match current {
+                    None => RepositoryError::NotFound,
+                    Some(version) => RepositoryError::VersionMismatch {
+                        current: Version(version),
+                    },
+                }
+                .into());
+            }
+        }
+        for event in events {
+            append_event(conn, event)?;
+        }
+        Ok(())
+    })
 }

@@ -17,7 +17,7 @@ use diesel::sql_types::{BigInt, Bool};
 use gateway_domain::audit::{canonical, chain_hash, hex, unhex};
 use gateway_domain::merkle::{leaf_hash, right_edge, Appender, Hash, NodeId, Sha256};
 use gateway_domain::{
-    AuditEvent, AuditFilter, AuditRepository, Checkpoint, NewAuditEvent, RepositoryError,
+    AuditEvent, AuditFilter, AuditKey, AuditRepository, Checkpoint, NewAuditEvent, RepositoryError,
     SealedRecord,
 };
 
@@ -171,6 +171,7 @@ impl AuditRepository for Database {
             }
             let mut tree = Appender::new(size_u, &edge);
             let mut nodes: Vec<(i32, i64, String)> = Vec::new();
+            let mut seals = Vec::with_capacity(rows.len());
             let sealed = rows.len();
             for (offset, row) in rows.into_iter().enumerate() {
                 let position = size + i64::try_from(offset).unwrap_or(i64::MAX);
@@ -179,13 +180,12 @@ impl AuditRepository for Database {
                 event.position = Some(position);
                 let bytes = canonical(position, &event);
                 let hash = chain_hash(hasher, &prev, &bytes);
-                diesel::update(audit_events::table.filter(audit_events::seq.eq(seq)))
-                    .set((
-                        audit_events::log_position.eq(Some(position)),
-                        audit_events::prev_hash.eq(Some(hex(&prev))),
-                        audit_events::hash.eq(Some(hex(&hash))),
-                    ))
-                    .execute(conn)?;
+                seals.push(crate::dialect::Seal {
+                    seq,
+                    position,
+                    prev_hash: hex(&prev),
+                    hash: hex(&hash),
+                });
                 for ((level, idx), node) in tree.push(hasher, leaf_hash(hasher, &bytes)) {
                     nodes.push((
                         i32::try_from(level).unwrap_or(i32::MAX),
@@ -195,6 +195,7 @@ impl AuditRepository for Database {
                 }
                 prev = hash;
             }
+            crate::dialect::apply_seals(conn, &seals)?;
             crate::dialect::insert_tree_nodes(conn, &nodes)?;
             Ok(sealed)
         })
@@ -240,9 +241,11 @@ impl AuditRepository for Database {
         rows.into_iter()
             .map(|row| {
                 let hash = row.hash.clone().unwrap_or_default();
+                let organisation_id = row.organisation_id.clone();
                 Ok(SealedRecord {
                     event: AuditEvent::try_from(row)?,
                     hash,
+                    organisation_id,
                 })
             })
             .collect()
@@ -256,6 +259,7 @@ impl AuditRepository for Database {
         &self,
         checkpoint: &Checkpoint,
         public_jwk: &serde_json::Value,
+        key_mac: &str,
     ) -> Result<(), RepositoryError> {
         self.write(|conn| {
             let known: i64 = audit_keys::table
@@ -267,6 +271,7 @@ impl AuditRepository for Database {
                     .values((
                         audit_keys::kid.eq(&checkpoint.kid),
                         audit_keys::public_jwk.eq(public_jwk.to_string()),
+                        audit_keys::mac.eq(key_mac),
                         audit_keys::first_used_at.eq(to_db_time(checkpoint.signed_at)),
                     ))
                     .execute(conn)?;
@@ -321,17 +326,21 @@ impl AuditRepository for Database {
             .collect())
     }
 
-    fn audit_keys(&self) -> Result<Vec<(String, serde_json::Value)>, RepositoryError> {
-        let rows: Vec<(String, String)> = self.single(|conn| {
+    fn audit_keys(&self) -> Result<Vec<AuditKey>, RepositoryError> {
+        let rows: Vec<(String, String, String)> = self.single(|conn| {
             Ok(audit_keys::table
                 .order(audit_keys::first_used_at.asc())
-                .select((audit_keys::kid, audit_keys::public_jwk))
+                .select((audit_keys::kid, audit_keys::public_jwk, audit_keys::mac))
                 .load(conn)?)
         })?;
         rows.into_iter()
-            .map(|(kid, jwk)| {
+            .map(|(kid, jwk, mac)| {
                 serde_json::from_str(&jwk)
-                    .map(|jwk| (kid.clone(), jwk))
+                    .map(|jwk| AuditKey {
+                        kid: kid.clone(),
+                        jwk,
+                        mac,
+                    })
                     .map_err(|e| RepositoryError::Corrupt(format!("audit key {kid}: {e}")))
             })
             .collect()

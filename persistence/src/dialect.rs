@@ -119,3 +119,46 @@ pub(crate) fn lock_domain_claims(conn: &mut DbConnection) -> Result<(), DieselEr
     }
     Ok(())
 }
+
+/// One record's seal: its position and chain hashes.
+#[derive(Debug)]
+pub(crate) struct Seal {
+    pub seq: i64,
+    pub position: i64,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Writes a batch of seals. PostgreSQL takes the whole batch in one statement (the per-row
+/// round trips were most of the sequencer's cost there); SQLite, in process, row by row.
+pub(crate) fn apply_seals(conn: &mut DbConnection, seals: &[Seal]) -> Result<(), DieselError> {
+    use diesel::sql_types::{Array, BigInt, Text};
+    match conn {
+        DbConnection::Postgres(c) => {
+            for chunk in seals.chunks(5_000) {
+                diesel::sql_query(
+                    "UPDATE audit_events AS a SET log_position = v.position, prev_hash = v.prev_hash, hash = v.hash \
+                     FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[]) AS v(seq, position, prev_hash, hash) \
+                     WHERE a.seq = v.seq",
+                )
+                .bind::<Array<BigInt>, _>(chunk.iter().map(|s| s.seq).collect::<Vec<_>>())
+                .bind::<Array<BigInt>, _>(chunk.iter().map(|s| s.position).collect::<Vec<_>>())
+                .bind::<Array<Text>, _>(chunk.iter().map(|s| s.prev_hash.clone()).collect::<Vec<_>>())
+                .bind::<Array<Text>, _>(chunk.iter().map(|s| s.hash.clone()).collect::<Vec<_>>())
+                .execute(c)?;
+            }
+        }
+        DbConnection::Sqlite(c) => {
+            for seal in seals {
+                diesel::update(audit_events::table.filter(audit_events::seq.eq(seal.seq)))
+                    .set((
+                        audit_events::log_position.eq(Some(seal.position)),
+                        audit_events::prev_hash.eq(Some(&seal.prev_hash)),
+                        audit_events::hash.eq(Some(&seal.hash)),
+                    ))
+                    .execute(c)?;
+            }
+        }
+    }
+    Ok(())
+}

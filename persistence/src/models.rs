@@ -151,26 +151,10 @@ pub(crate) struct NewAuditRow {
     pub organisation_id: Option<String>,
 }
 
-/// The organisation an event is about, for the auditors' filter: the subject when it is an
-/// organisation, else the acting organisation, else `details.organisation_id`.
-fn organisation_of(event: &NewAuditEvent) -> Option<String> {
-    if event.subject_type == "organisation" {
-        return event.subject_id.clone();
-    }
-    if let gateway_domain::Actor::Organisation(id) = &event.actor {
-        return Some(id.to_string());
-    }
-    event
-        .details
-        .get("organisation_id")
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_owned)
-}
-
 impl NewAuditRow {
     pub fn from_event(event: &NewAuditEvent) -> Self {
         Self {
-            organisation_id: organisation_of(event),
+            organisation_id: event.organisation(),
             id: Uuid::now_v7().to_string(),
             occurred_at: to_db_time(event.occurred_at),
             actor_type: event.actor.kind().to_owned(),
@@ -190,6 +174,7 @@ pub(crate) struct AuditRow {
     pub seq: i64,
     pub log_position: Option<i64>,
     pub hash: Option<String>,
+    pub organisation_id: Option<String>,
     pub id: String,
     pub occurred_at: NaiveDateTime,
     pub actor_type: String,

@@ -75,6 +75,45 @@ fn verified_elsewhere(
         .collect())
 }
 
+/// The names verified by an active organisation other than `owner` that are proper
+/// subdomains of one of `domains`, in name order: one statement, whatever the number of names
+/// (the verified, active claims are few beside all claims, and their partial index is what
+/// it reads).
+fn verified_below(
+    conn: &mut DbConnection,
+    domains: &[EmailDomain],
+    owner: &str,
+) -> Result<Vec<EmailDomain>, DieselError> {
+    type Condition = Box<
+        dyn BoxableExpression<
+            organisation_domains::table,
+            <DbConnection as diesel::Connection>::Backend,
+            SqlType = diesel::sql_types::Bool,
+        >,
+    >;
+    // Names hold only letters, digits, hyphens and dots: nothing LIKE would read as a
+    // wildcard.
+    let Some(condition) = domains
+        .iter()
+        .map(|d| -> Condition { Box::new(organisation_domains::domain.like(format!("%.{d}"))) })
+        .reduce(|a, b| Box::new(a.or(b)))
+    else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<String> = organisation_domains::table
+        .filter(organisation_domains::active.eq(true))
+        .filter(organisation_domains::verified_at.is_not_null())
+        .filter(organisation_domains::organisation_id.ne(owner))
+        .filter(condition)
+        .select(organisation_domains::domain)
+        .order(organisation_domains::domain.asc())
+        .load(conn)?;
+    Ok(names
+        .iter()
+        .filter_map(|n| EmailDomain::parse(n).ok())
+        .collect())
+}
+
 /// Whether `domain` is equal to or under one of `held`.
 fn is_held(domain: &EmailDomain, held: &HashSet<String>) -> bool {
     held.contains(domain.as_str()) || domain.parents().any(|p| held.contains(p))
@@ -173,7 +212,11 @@ fn taken_domain(
 
 /// Whether an organisation other than `owner` holds `code`: it has an agreement in force
 /// (approved or suspended). Registrations alone never hold a code.
-fn ods_code_held(conn: &mut DbConnection, code: &OdsCode, owner: &str) -> Result<bool, TxError> {
+pub(crate) fn ods_code_held(
+    conn: &mut DbConnection,
+    code: &OdsCode,
+    owner: &str,
+) -> Result<bool, TxError> {
     let holders: i64 = agreements::table
         .inner_join(organisations::table)
         .filter(organisations::ods_code.eq(code.as_str()))
@@ -451,10 +494,13 @@ impl OrganisationRepository for Database {
             if taken_domain(conn, std::slice::from_ref(domain), &id)?.is_some() {
                 return Err(RepositoryError::from(Conflict::DomainTaken(domain.clone())).into());
             }
+            // Only an unverified claim is verified: of two concurrent verifications the
+            // first keeps its attribution, the second writes nothing.
             let updated = diesel::update(
                 organisation_domains::table
                     .filter(organisation_domains::organisation_id.eq(&id))
-                    .filter(organisation_domains::domain.eq(domain.as_str())),
+                    .filter(organisation_domains::domain.eq(domain.as_str()))
+                    .filter(organisation_domains::verified_at.is_null()),
             )
             .set((
                 organisation_domains::verified_at.eq(Some(to_db_time(verification.at))),
@@ -465,7 +511,16 @@ impl OrganisationRepository for Database {
             ))
             .execute(conn)?;
             if updated != 1 {
-                return Err(RepositoryError::NotFound.into());
+                let claimed: i64 = organisation_domains::table
+                    .filter(organisation_domains::organisation_id.eq(&id))
+                    .filter(organisation_domains::domain.eq(domain.as_str()))
+                    .count()
+                    .get_result(conn)?;
+                if claimed == 0 {
+                    return Err(RepositoryError::NotFound.into());
+                }
+                // Already verified: nothing to write.
+                return load(conn, &id)?.ok_or(TxError::Domain(RepositoryError::NotFound));
             }
             bump_version(conn, &id, verification.at)?;
             append_event(conn, event)?;
@@ -505,6 +560,54 @@ impl OrganisationRepository for Database {
         })
     }
 
+    fn unverify_domain(
+        &self,
+        id: OrganisationId,
+        domain: &EmailDomain,
+        verified_at: DateTime<Utc>,
+        event: &NewAuditEvent,
+    ) -> Result<Organisation, RepositoryError> {
+        let id = id.to_string();
+        self.write(|conn| {
+            let updated = diesel::update(
+                organisation_domains::table
+                    .filter(organisation_domains::organisation_id.eq(&id))
+                    .filter(organisation_domains::domain.eq(domain.as_str()))
+                    .filter(organisation_domains::verified_at.eq(to_db_time(verified_at))),
+            )
+            .set((
+                organisation_domains::verified_at.eq(None::<chrono::NaiveDateTime>),
+                organisation_domains::verification_method.eq(None::<String>),
+                organisation_domains::verified_by.eq(None::<String>),
+                organisation_domains::verification_reason.eq(None::<String>),
+                organisation_domains::record_missing_since.eq(None::<chrono::NaiveDateTime>),
+            ))
+            .execute(conn)?;
+            if updated != 1 {
+                let claimed: i64 = organisation_domains::table
+                    .filter(organisation_domains::organisation_id.eq(&id))
+                    .filter(organisation_domains::domain.eq(domain.as_str()))
+                    .count()
+                    .get_result(conn)?;
+                let version: Option<i64> = organisations::table
+                    .find(&id)
+                    .select(organisations::version)
+                    .first(conn)
+                    .optional()?;
+                return Err(match (claimed, version) {
+                    (0, _) | (_, None) => RepositoryError::NotFound,
+                    (_, Some(current)) => RepositoryError::VersionMismatch {
+                        current: Version(current),
+                    },
+                }
+                .into());
+            }
+            bump_version(conn, &id, event.occurred_at)?;
+            append_event(conn, event)?;
+            load(conn, &id)?.ok_or(TxError::Domain(RepositoryError::NotFound))
+        })
+    }
+
     fn dns_verified_claims(&self) -> Result<Vec<DnsVerifiedClaim>, RepositoryError> {
         self.read(|conn| {
             let rows: Vec<DomainRow> = organisation_domains::table
@@ -520,6 +623,22 @@ impl OrganisationRepository for Database {
                 ))
                 .select(DomainRow::as_select())
                 .load(conn)?;
+            // Other active organisations' claims on the same names, with their tokens.
+            let names: Vec<&str> = rows.iter().map(|r| r.domain.as_str()).collect();
+            let mut rivals: Vec<(String, String, String)> = Vec::new();
+            for chunk in names.chunks(500) {
+                rivals.extend(
+                    organisation_domains::table
+                        .filter(organisation_domains::domain.eq_any(chunk))
+                        .filter(organisation_domains::active.eq(true))
+                        .select((
+                            organisation_domains::domain,
+                            organisation_domains::organisation_id,
+                            organisation_domains::verification_token,
+                        ))
+                        .load::<(String, String, String)>(conn)?,
+                );
+            }
             let none = HashSet::new();
             rows.into_iter()
                 .map(|row| {
@@ -528,9 +647,19 @@ impl OrganisationRepository for Database {
                         .map_err(|e| {
                             RepositoryError::Corrupt(format!("domain {}: {e}", row.domain))
                         })?;
+                    let rival_tokens = rivals
+                        .iter()
+                        .filter(|(d, o, _)| *d == row.domain && *o != row.organisation_id)
+                        .map(|(_, _, token)| {
+                            VerificationToken::parse(token).map_err(|e| {
+                                RepositoryError::Corrupt(format!("domain {}: {e}", row.domain))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
                     Ok(DnsVerifiedClaim {
                         organisation_id,
                         domain: claim_from_row(row, false, &none)?,
+                        rival_tokens,
                     })
                 })
                 .collect::<Result<Vec<_>, RepositoryError>>()
@@ -556,8 +685,10 @@ impl OrganisationRepository for Database {
                 .count()
                 .get_result(conn)?;
             overlaps.ods_code_registrations_elsewhere = usize::try_from(same_code).unwrap_or(0);
-            // The same name or a parent, verified elsewhere...
+            // The same name or a parent, verified elsewhere (one indexed `IN` query)...
             let held = verified_elsewhere(conn, &names, &id)?;
+            // ...and subdomains verified elsewhere: one query over all our names at once.
+            let below = verified_below(conn, &names, &id)?;
             for ours in &names {
                 for theirs in std::iter::once(ours.as_str()).chain(ours.parents()) {
                     if held.contains(theirs) {
@@ -569,22 +700,13 @@ impl OrganisationRepository for Database {
                         }
                     }
                 }
-                // ...and subdomains verified elsewhere.
-                let below: Vec<String> = organisation_domains::table
-                    .filter(organisation_domains::domain.like(format!("%.{ours}")))
-                    .filter(organisation_domains::active.eq(true))
-                    .filter(organisation_domains::verified_at.is_not_null())
-                    .filter(organisation_domains::organisation_id.ne(&id))
-                    .select(organisation_domains::domain)
-                    .order(organisation_domains::domain.asc())
-                    .load(conn)?;
-                for theirs in below {
-                    if let Ok(theirs) = EmailDomain::parse(&theirs) {
-                        overlaps.domains.push(DomainOverlap {
-                            ours: ours.clone(),
-                            theirs,
-                        });
-                    }
+                for theirs in below.iter().filter(|t| {
+                    t.as_str().len() > ours.as_str().len() && t.is_within(ours.as_str())
+                }) {
+                    overlaps.domains.push(DomainOverlap {
+                        ours: ours.clone(),
+                        theirs: theirs.clone(),
+                    });
                 }
             }
             Ok(overlaps)

@@ -93,6 +93,7 @@ diesel::table! {
     audit_keys (kid) {
         kid -> Text,
         public_jwk -> Text,
+        mac -> Text,
         first_used_at -> Timestamp,
     }
 }

@@ -196,6 +196,74 @@ backend_tests! {
         assert_eq!(audit_count(&db), 4 + 1);
     }
 
+    fn a_claim_verified_meanwhile_keeps_its_first_verification(backend) {
+        let test = TestDatabase::new(backend);
+        let db = Arc::new(test.open());
+        let org = register(&db, "VV001", &["one.example.org"]).unwrap();
+        let barrier = Arc::new(Barrier::new(4));
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let (db, barrier, org) = (db.clone(), barrier.clone(), org.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    db.verify_domain(
+                        org.id,
+                        &gateway_domain::EmailDomain::parse("one.example.org").unwrap(),
+                        &Verification { at: now(), method: VerificationMethod::Manual, by: Some(format!("reviewer-{i}")), reason: Some("phoned".into()) },
+                        &event(AuditAction::DomainVerified, Some(org.id)),
+                    )
+                })
+            })
+            .collect();
+        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect();
+        let stored = db.get(org.id).unwrap().unwrap();
+        assert_eq!(stored.version, org.version.next(), "one write");
+        assert!(results.iter().all(|r| r.domains == stored.domains), "every caller sees the first attribution: {results:?}");
+        assert_eq!(audit_count(&db), 1 + 1, "one verification event");
+        // A later verification changes nothing either.
+        let first = stored.domains[0].verification.clone().unwrap();
+        let again = verify(&db, &stored, "one.example.org").unwrap();
+        assert_eq!(again.domains[0].verification.as_ref(), Some(&first));
+        assert_eq!(again.version, stored.version);
+    }
+
+    fn withdrawing_a_verification_is_conditional_on_the_one_read(backend) {
+        let test = TestDatabase::new(backend);
+        let db = test.open();
+        let one = gateway_domain::EmailDomain::parse("one.example.org").unwrap();
+        let org = register(&db, "UV001", &["one.example.org", "two.example.org"]).unwrap();
+        let verified = verify(&db, &org, "one.example.org").unwrap();
+        let at = verified.domains[0].verification.as_ref().unwrap().at;
+        let ev = event(AuditAction::OrganisationUpdated, Some(org.id));
+        let events_before = audit_count(&db);
+        // Verified at another time (verified afresh meanwhile), or not verified: nothing changes.
+        assert!(matches!(db.unverify_domain(org.id, &one, at + Duration::seconds(1), &ev), Err(RepositoryError::VersionMismatch { .. })));
+        let two = gateway_domain::EmailDomain::parse("two.example.org").unwrap();
+        assert!(matches!(db.unverify_domain(org.id, &two, at, &ev), Err(RepositoryError::VersionMismatch { .. })));
+        let nope = gateway_domain::EmailDomain::parse("nope.example.org").unwrap();
+        assert!(matches!(db.unverify_domain(org.id, &nope, at, &ev), Err(RepositoryError::NotFound)));
+        assert!(matches!(db.unverify_domain(OrganisationId::new(), &one, at, &ev), Err(RepositoryError::NotFound)));
+        assert_eq!(audit_count(&db), events_before);
+        assert_eq!(db.get(org.id).unwrap().unwrap(), verified);
+
+        let done = db.unverify_domain(org.id, &one, at, &ev).unwrap();
+        assert_eq!(done.domains[0].status(), DomainStatus::Unverified);
+        assert_eq!((done.domains[0].verification.as_ref(), done.domains[0].record_missing_since), (None, None));
+        assert_eq!(done.domains[0].token, verified.domains[0].token, "the claim and its token stay");
+        assert_eq!(done.version, verified.version.next());
+        assert_eq!(db.get(org.id).unwrap().unwrap(), done);
+        assert_eq!(audit_count(&db), events_before + 1);
+
+        // The name is free: another organisation proves it, and re-checking sees the first
+        // organisation's token as a rival's.
+        let other = register(&db, "UV002", &["one.example.org"]).unwrap();
+        verify(&db, &other, "one.example.org").unwrap();
+        let claims = db.dns_verified_claims().unwrap();
+        assert_eq!(claims.len(), 1);
+        assert_eq!(claims[0].organisation_id, other.id);
+        assert_eq!(claims[0].rival_tokens, [done.domains[0].token.clone()]);
+    }
+
     fn missing_records_are_flagged_and_dns_claims_listed(backend) {
         let test = TestDatabase::new(backend);
         let db = test.open();
@@ -511,6 +579,7 @@ mod onboarding {
     use gateway_domain::evidence::{
         DocumentInfo, EvidenceDetails, EvidenceForm, Verdict, VerdictKind,
     };
+    use gateway_domain::ports::ApprovalGuard;
     use gateway_domain::text::{PersonName, Reason, ShortText};
     use gateway_domain::{
         Agreement, AgreementId, AgreementRepository, AgreementState, Evidence, EvidenceId,
@@ -934,6 +1003,63 @@ mod onboarding {
             assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
             assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(RepositoryError::Conflict(Conflict::Unique { .. })))), "{results:?}");
             assert_eq!(db.list_agreements_by_state(Some(AgreementState::Approved), None, 10).unwrap().len(), 1);
+        }
+
+        fn concurrent_approvals_of_one_ods_code_have_one_winner(backend) {
+            let test = TestDatabase::new(backend);
+            let db = Arc::new(test.open());
+            // Four registrations name one ODS code (allowed); each has an agreement to approve.
+            let candidates: Vec<_> = ["AB123", "ab123", "Ab123", "aB123"]
+                .iter()
+                .enumerate()
+                .map(|(i, ods)| {
+                    let org = register(&db, ods, &[&format!("org{i}.example.org")]).unwrap();
+                    let a = create(&db, &agreement(org.id, AgreementState::Submitted)).unwrap();
+                    (org, a)
+                })
+                .collect();
+            let barrier = Arc::new(Barrier::new(candidates.len()));
+            let handles: Vec<_> = candidates
+                .into_iter()
+                .map(|(org, a)| {
+                    let (db, barrier) = (db.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let (v, next) = changed(&a, AgreementState::Approved);
+                        let guard = ApprovalGuard { organisation: org.id, organisation_version: org.version, ods_code: org.ods_code.clone() };
+                        barrier.wait();
+                        db.approve_agreements(&[(v, next)], &[change_event(&a)], &guard)
+                    })
+                })
+                .collect();
+            let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+            assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+            assert!(results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(RepositoryError::Conflict(Conflict::OdsCodeTaken(ref c))) if c.as_str() == "AB123")), "{results:?}");
+            assert_eq!(db.list_agreements_by_state(Some(AgreementState::Approved), None, 10).unwrap().len(), 1);
+        }
+
+        fn approval_rechecks_the_registration_it_read(backend) {
+            let test = TestDatabase::new(backend);
+            let db = test.open();
+            let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+            let a = create(&db, &agreement(org.id, AgreementState::Submitted)).unwrap();
+            let guard = ApprovalGuard { organisation: org.id, organisation_version: org.version, ods_code: org.ods_code.clone() };
+            // After approval read the registration, the organisation patches in a new domain.
+            let mut patched = org.clone();
+            patched.domains.push(gateway_domain::ClaimedDomain::unverified(gateway_domain::EmailDomain::parse("new.example.org").unwrap()));
+            patched.version = org.version.next();
+            db.update(org.version, &patched, &event(AuditAction::OrganisationUpdated, Some(org.id))).unwrap();
+            let events_before = audit_count(&db);
+            let (v, approved) = changed(&a, AgreementState::Approved);
+            let error = db.approve_agreements(&[(v, approved.clone())], &[change_event(&a)], &guard).unwrap_err();
+            assert!(matches!(error, RepositoryError::VersionMismatch { current: Version(2) }), "{error:?}");
+            let gone = ApprovalGuard { organisation: OrganisationId::new(), ..guard.clone() };
+            assert!(matches!(db.approve_agreements(&[(v, approved.clone())], &[change_event(&a)], &gone), Err(RepositoryError::NotFound)));
+            assert_eq!(db.get_agreement(a.id).unwrap().unwrap(), a, "nothing changed");
+            assert_eq!(audit_count(&db), events_before);
+            // Read again, it commits.
+            let fresh = ApprovalGuard { organisation_version: Version(2), ..guard };
+            db.approve_agreements(&[(v, approved.clone())], &[change_event(&a)], &fresh).unwrap();
+            assert_eq!(db.get_agreement(a.id).unwrap().unwrap(), approved);
         }
 
         fn rejecting_an_organisation_frees_its_domains(backend) {

@@ -278,6 +278,16 @@ pub struct ManualVerificationRequest {
     pub reason: String,
 }
 
+/// An approver withdrawing a domain's verification.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"reason": "The domain was sold in 2025; the new owner's IT lead confirmed it by letter."}))]
+pub struct DomainUnverifyRequest {
+    /// Why the verification no longer stands (1 to 2000 characters).
+    #[schema(min_length = 1)]
+    pub reason: String,
+}
+
 /// A registered organisation.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct OrganisationResponse {

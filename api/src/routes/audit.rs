@@ -346,7 +346,14 @@ pub async fn verify(
 ) -> Result<HttpResponse, ApiError> {
     caller.require_any(&[Role::Auditor])?;
     let services = state.services.clone();
-    let report = web::block(move || services.verify_trail(None)).await??;
+    let ring = state.audit_keys.clone();
+    let report = web::block(move || {
+        let verifier = crate::audit_log::stored_keys_verifier(&services, &ring)?;
+        services
+            .verify_trail(None, &verifier)
+            .map_err(ApiError::from)
+    })
+    .await??;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(verify_response(&report)))
@@ -368,7 +375,7 @@ pub async fn keys(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
     let audit = state.services.audit.clone();
     let keys = web::block(move || audit.audit_keys()).await??;
     Ok(HttpResponse::Ok().json(serde_json::json!({
-        "keys": keys.into_iter().map(|(_, jwk)| jwk).collect::<Vec<_>>()
+        "keys": state.audit_keys.trusted(keys)
     })))
 }
 

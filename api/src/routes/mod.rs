@@ -38,6 +38,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(registrations::update_organisation)
         .service(domains::verify)
         .service(domains::review_verify)
+        .service(domains::review_unverify)
         .service(health::healthz)
         .service(health::readyz)
         .service(problems::problem_type)

@@ -30,6 +30,21 @@ pub struct ConsistencyProof {
     pub path: Vec<Hash>,
 }
 
+/// The claims of a checkpoint whose signature checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedHead {
+    pub tree_size: i64,
+    pub root_hash: String,
+    pub chain_hash: String,
+    pub signed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Checks a stored checkpoint's signature with keys a database writer cannot have planted;
+/// its signed claims, not the stored columns, are what verification compares.
+pub trait CheckpointVerifier {
+    fn verify(&self, checkpoint: &Checkpoint) -> Result<SignedHead, String>;
+}
+
 /// What verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
@@ -110,13 +125,36 @@ impl Services {
         }
         let h = self.hasher.as_ref();
         let (index, n) = (position as u64, tree_size as u64);
-        let (leaf, path, root) = self.with_nodes(|nodes| {
+        let (stored_leaf, path, root) = self.with_nodes(|nodes| {
             (
                 nodes.node((0, index)),
                 merkle::inclusion_proof(h, nodes, index, n),
                 merkle::root(h, nodes, n),
             )
         })?;
+        // The leaf comes from the record itself: a proof is never served from a stored tree
+        // that no longer matches the record.
+        let record = self
+            .audit
+            .sealed_records(
+                &AuditFilter::default(),
+                position.checked_sub(1).filter(|p| *p >= 0),
+                1,
+            )?
+            .into_iter()
+            .next()
+            .filter(|r| r.event.position == Some(position))
+            .ok_or_else(|| {
+                ServiceError::Storage(RepositoryError::Corrupt(format!(
+                    "audit record {position} is missing"
+                )))
+            })?;
+        let leaf = merkle::leaf_hash(h, &crate::audit::canonical(position, &record.event));
+        if leaf != stored_leaf {
+            return Err(ServiceError::Storage(RepositoryError::Corrupt(format!(
+                "the stored Merkle leaf of record {position} does not match the record"
+            ))));
+        }
         Ok(InclusionProof {
             position,
             tree_size,
@@ -157,45 +195,57 @@ impl Services {
         })
     }
 
+    /// The Merkle root of the first `size` records, from the stored subtrees.
+    pub fn stored_root(&self, size: i64) -> ServiceResult<Hash> {
+        let h = self.hasher.as_ref();
+        self.with_nodes(|nodes| merkle::root(h, nodes, size as u64))
+    }
+
     /// Reads the whole sealed trail in order and checks every chain hash, that positions are
-    /// contiguous, and the Merkle root at each stored checkpoint (and at `kept`, a checkpoint
-    /// an auditor kept elsewhere, whose signature the caller has verified). A trail shorter
-    /// than a checkpoint was truncated.
-    pub fn verify_trail(&self, kept: Option<&Checkpoint>) -> ServiceResult<VerifyReport> {
-        let mut checkpoints = self.audit.checkpoints()?;
-        if let Some(kept) = kept {
-            checkpoints.retain(|c| c.tree_size != kept.tree_size);
-            checkpoints.push(kept.clone());
+    /// contiguous, that each record's organisation index is the record's own, and, at every
+    /// stored checkpoint (its signature checked by `verifier`) and at `kept` (a checkpoint an
+    /// auditor kept elsewhere, already checked against keys they kept), the recomputed root
+    /// and chain hash against the signed ones and against the stored tree. A trail shorter
+    /// than a checkpoint was cut short.
+    pub fn verify_trail(
+        &self,
+        kept: Option<&SignedHead>,
+        verifier: &dyn CheckpointVerifier,
+    ) -> ServiceResult<VerifyReport> {
+        let mut heads: Vec<SignedHead> = Vec::new();
+        let mut first_bad = None;
+        for checkpoint in self.audit.checkpoints()? {
+            match verifier.verify(&checkpoint) {
+                Ok(head) if head.tree_size == checkpoint.tree_size => heads.push(head),
+                Ok(_) | Err(_) if first_bad.is_none() => {
+                    first_bad = Some(BadRecord {
+                        position: checkpoint.tree_size - 1,
+                        reason: format!(
+                            "the checkpoint stored for {} records is not validly signed by an audit key",
+                            checkpoint.tree_size
+                        ),
+                    });
+                }
+                _ => {}
+            }
         }
-        checkpoints.sort_by_key(|c| c.tree_size);
+        if let Some(kept) = kept {
+            heads.retain(|c| c.tree_size != kept.tree_size);
+            heads.push(kept.clone());
+        }
+        heads.sort_by_key(|c| c.tree_size);
         let h = self.hasher.as_ref();
         let mut verifier = ChainVerifier::new(h);
         let mut matched = Vec::new();
-        let mut pending = checkpoints.iter().peekable();
+        let mut pending = heads.iter().filter(|c| c.tree_size > 0).peekable();
         let mut after = None;
-        let mut first_bad = None;
-        let check_at = |verifier: &ChainVerifier<'_>,
-                        checkpoint: &Checkpoint|
-         -> Option<BadRecord> {
-            let head = verifier.head();
-            let expected = (unhex(&checkpoint.root_hash), unhex(&checkpoint.chain_hash));
-            if expected != (Some(head.root), Some(head.chain_hash)) {
-                Some(BadRecord {
-                    position: checkpoint.tree_size - 1,
-                    reason: format!(
-                        "the first {} records do not match the checkpoint signed at {} (the trail was rewritten)",
-                        checkpoint.tree_size, checkpoint.signed_at
-                    ),
-                })
-            } else {
-                None
-            }
+        let bad_tree = |size: i64| BadRecord {
+            position: size - 1,
+            reason: format!(
+                "the stored Merkle tree of the first {size} records does not match the records"
+            ),
         };
-        // A checkpoint of size 0 has nothing to compare.
-        while pending.peek().is_some_and(|c| c.tree_size == 0) {
-            pending.next();
-        }
-        'pages: loop {
+        'pages: while first_bad.is_none() {
             let page = self
                 .audit
                 .sealed_records(&AuditFilter::default(), after, VERIFY_PAGE)?;
@@ -206,13 +256,31 @@ impl Services {
                     first_bad = Some(bad);
                     break 'pages;
                 }
-                let size = verifier.head().size;
-                while let Some(checkpoint) = pending.next_if(|c| c.tree_size == size) {
-                    if let Some(bad) = check_at(&verifier, checkpoint) {
-                        first_bad = Some(bad);
+                if record.organisation_id != record.event.organisation() {
+                    first_bad = Some(BadRecord {
+                        position: record.event.position.unwrap_or_default(),
+                        reason: "the record's organisation index was altered".to_owned(),
+                    });
+                    break 'pages;
+                }
+                let head = verifier.head();
+                while let Some(signed) = pending.next_if(|c| c.tree_size == head.size) {
+                    let expected = (unhex(&signed.root_hash), unhex(&signed.chain_hash));
+                    if expected != (Some(head.root), Some(head.chain_hash)) {
+                        first_bad = Some(BadRecord {
+                            position: signed.tree_size - 1,
+                            reason: format!(
+                                "the first {} records do not match the checkpoint signed at {} (the trail was rewritten)",
+                                signed.tree_size, signed.signed_at
+                            ),
+                        });
                         break 'pages;
                     }
-                    matched.push(checkpoint.tree_size);
+                    if self.stored_root(head.size)? != head.root {
+                        first_bad = Some(bad_tree(head.size));
+                        break 'pages;
+                    }
+                    matched.push(signed.tree_size);
                 }
             }
             if (page.len() as i64) < VERIFY_PAGE {
@@ -229,6 +297,8 @@ impl Services {
                         head.size, missing.signed_at, missing.tree_size
                     ),
                 });
+            } else if head.size > 0 && self.stored_root(head.size)? != head.root {
+                first_bad = Some(bad_tree(head.size));
             }
         }
         Ok(VerifyReport {

@@ -197,9 +197,41 @@ impl OrganisationRepository for Fake {
             .iter_mut()
             .find(|d| d.name == *domain)
             .ok_or(RepositoryError::NotFound)?;
+        if claim.verification.is_some() {
+            // Verified meanwhile: the first verification stands.
+            return store.read(id).ok_or(RepositoryError::NotFound);
+        }
         claim.verification = Some(verification.clone());
         claim.record_missing_since = None;
         org.version = org.version.next();
+        store.events.push(event.clone());
+        store.read(id).ok_or(RepositoryError::NotFound)
+    }
+
+    fn unverify_domain(
+        &self,
+        id: OrganisationId,
+        domain: &EmailDomain,
+        verified_at: DateTime<Utc>,
+        event: &NewAuditEvent,
+    ) -> Result<Organisation, RepositoryError> {
+        let mut store = self.store();
+        let org = store
+            .organisations
+            .get_mut(&id)
+            .ok_or(RepositoryError::NotFound)?;
+        let version = org.version;
+        let claim = org
+            .domains
+            .iter_mut()
+            .find(|d| d.name == *domain)
+            .ok_or(RepositoryError::NotFound)?;
+        if claim.verification.as_ref().map(|v| v.at) != Some(verified_at) {
+            return Err(RepositoryError::VersionMismatch { current: version });
+        }
+        claim.verification = None;
+        claim.record_missing_since = None;
+        org.version = version.next();
         store.events.push(event.clone());
         store.read(id).ok_or(RepositoryError::NotFound)
     }
@@ -244,6 +276,14 @@ impl OrganisationRepository for Fake {
                     .map(|d| DnsVerifiedClaim {
                         organisation_id: o.id,
                         domain: d.clone(),
+                        rival_tokens: store
+                            .organisations
+                            .values()
+                            .filter(|r| r.id != o.id && r.status == OrganisationStatus::Active)
+                            .flat_map(|r| r.domains.iter())
+                            .filter(|r| r.name == d.name)
+                            .map(|r| r.token.clone())
+                            .collect(),
                     })
             })
             .collect())
@@ -495,6 +535,30 @@ impl AgreementRepository for Fake {
         store.events.extend(events.iter().cloned());
         Ok(())
     }
+
+    fn approve_agreements(
+        &self,
+        changes: &[(Version, Agreement)],
+        events: &[NewAuditEvent],
+        guard: &ApprovalGuard,
+    ) -> Result<(), RepositoryError> {
+        {
+            let store = self.store();
+            let org = store
+                .organisations
+                .get(&guard.organisation)
+                .ok_or(RepositoryError::NotFound)?;
+            if org.version != guard.organisation_version {
+                return Err(RepositoryError::VersionMismatch {
+                    current: org.version,
+                });
+            }
+            if store.ods_held_elsewhere(guard.organisation, &guard.ods_code) {
+                return Err(Conflict::OdsCodeTaken(guard.ods_code.clone()).into());
+            }
+        }
+        self.save_agreements(changes, events)
+    }
 }
 
 impl AuditRepository for Fake {
@@ -534,13 +598,18 @@ impl AuditRepository for Fake {
     > {
         Ok(Default::default())
     }
-    fn add_checkpoint(&self, _: &Checkpoint, _: &serde_json::Value) -> Result<(), RepositoryError> {
+    fn add_checkpoint(
+        &self,
+        _: &Checkpoint,
+        _: &serde_json::Value,
+        _: &str,
+    ) -> Result<(), RepositoryError> {
         Ok(())
     }
     fn checkpoints(&self) -> Result<Vec<Checkpoint>, RepositoryError> {
         Ok(Vec::new())
     }
-    fn audit_keys(&self) -> Result<Vec<(String, serde_json::Value)>, RepositoryError> {
+    fn audit_keys(&self) -> Result<Vec<AuditKey>, RepositoryError> {
         Ok(Vec::new())
     }
 }
@@ -609,6 +678,7 @@ pub fn services(fake: &Fake, clock: &TestClock) -> Services {
         clock: Arc::new(clock.clone()),
         dns: Arc::new(fake.clone()),
         public_suffixes: Arc::new(FakeSuffixes),
+        domain_proof: Arc::new(crate::services::domains::DomainProofLimits::default()),
         hasher: Arc::new(crate::merkle::tests::TestHash),
     }
 }
@@ -709,6 +779,11 @@ mod tests {
     fn publish_and_verify(w: &World, org: OrganisationId, domain: &str) -> Organisation {
         publish(w, org, domain);
         w.svc.verify_domain_by_dns(&ctx(), org, domain).unwrap()
+    }
+
+    /// Moves the clock on by `seconds`.
+    fn later(w: &World, seconds: i64) {
+        *w.clock.0.lock().unwrap() += chrono::Duration::seconds(seconds);
     }
 
     fn publish(w: &World, org: OrganisationId, domain: &str) {
@@ -982,6 +1057,8 @@ mod tests {
             ["txt_record_missing"]
         );
         let record = "_federation-gateway.other.example.org".to_owned();
+        // (An hour apart: one lookup per claim every few seconds, one failure record an hour.)
+        later(&w, 3600);
         w.fake
             .store()
             .dns
@@ -993,6 +1070,7 @@ mod tests {
             ),
             ["txt_record_missing"]
         );
+        later(&w, 3600);
         w.fake.store().dns.insert(
             record.clone(),
             Ok(TxtAnswer::Records(vec![
@@ -1006,6 +1084,7 @@ mod tests {
             ),
             ["txt_record_mismatch"]
         );
+        later(&w, 3600);
         w.fake
             .store()
             .dns
@@ -1033,6 +1112,7 @@ mod tests {
             Err(ServiceError::NotFound)
         ));
         // The right token verifies, with time and method, and bumps the version.
+        later(&w, 3600);
         let verified = publish_and_verify(&w, other, "other.example.org");
         let claim = &verified.domains[0];
         assert_eq!(claim.status(), DomainStatus::Verified);
@@ -1457,5 +1537,244 @@ mod tests {
         assert!(
             matches!(refused, Err(ServiceError::Refused(r)) if r.kind == RefusalKind::OrganisationRejected)
         );
+    }
+
+    /// A claim the registration rules would refuse now, stored as if made before they did.
+    fn smuggle_claim(w: &World, org: OrganisationId, domain: &str) {
+        let mut store = w.fake.store();
+        let stored = store.organisations.get_mut(&org).unwrap();
+        stored.domains.push(ClaimedDomain::unverified(
+            EmailDomain::parse(domain).unwrap(),
+        ));
+    }
+
+    fn failed_attempts(w: &World) -> Vec<u64> {
+        w.fake
+            .store()
+            .events
+            .iter()
+            .filter(|e| e.action == crate::audit::AuditAction::DomainVerificationFailed)
+            .map(|e| e.details["attempts"].as_u64().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn verification_rechecks_the_claim_rules_and_the_record_name_length() {
+        let w = world();
+        let reviewer = person("r1", &[Role::Reviewer]);
+        for (domain, rule) in [
+            ("mail.nhs.net", "reserved_domain"),
+            ("leeds.gsi.gov.uk", "retired_domain"),
+            ("github.io", "public_suffix"),
+        ] {
+            smuggle_claim(&w, w.org, domain);
+            publish(&w, w.org, domain);
+            assert_eq!(
+                unmet_rules(w.svc.verify_domain_by_dns(&ctx(), w.org, domain)),
+                [rule]
+            );
+            assert_eq!(
+                unmet_rules(w.svc.verify_domain_by_hand(
+                    &ctx(),
+                    &reviewer,
+                    w.org,
+                    domain,
+                    "phoned the IT lead"
+                )),
+                [rule]
+            );
+            assert_eq!(status_of(&w, w.org, domain), DomainStatus::Unverified);
+        }
+        // 235 characters: `_federation-gateway.` makes the record name 255, too long for
+        // DNS. A clear 422 before any lookup, not a 503 from the resolver.
+        let long = format!(
+            "{}.{}.{}.{}.example.org",
+            "a".repeat(60),
+            "b".repeat(60),
+            "c".repeat(60),
+            "d".repeat(40)
+        );
+        smuggle_claim(&w, w.org, &long);
+        w.fake.store().dns.insert(
+            format!("_federation-gateway.{long}"),
+            Err(DnsUnavailable("never asked".into())),
+        );
+        assert_eq!(
+            unmet_rules(w.svc.verify_domain_by_dns(&ctx(), w.org, &long)),
+            ["txt_record_name_length"]
+        );
+    }
+
+    #[test]
+    fn dns_lookups_are_limited_per_claim_and_failures_recorded_once_an_hour() {
+        let w = world();
+        let other = register_other(&w, "RL001", &["one.example.org", "two.example.org"])
+            .unwrap()
+            .id;
+        let verify = |domain: &str| w.svc.verify_domain_by_dns(&ctx(), other, domain);
+        assert_eq!(
+            unmet_rules(verify("one.example.org")),
+            ["txt_record_missing"]
+        );
+        // Again 3 s later: 429 with the honest wait, and no lookup.
+        later(&w, 3);
+        assert!(
+            matches!(
+                verify("one.example.org"),
+                Err(ServiceError::RateLimited {
+                    retry_after_seconds: 7
+                })
+            ),
+            "{:?}",
+            verify("one.example.org")
+        );
+        // Another claim has its own limit.
+        assert_eq!(
+            unmet_rules(verify("two.example.org")),
+            ["txt_record_missing"]
+        );
+        // Failures within the hour are counted, not recorded one by one...
+        for _ in 0..3 {
+            later(&w, 10);
+            assert_eq!(
+                unmet_rules(verify("one.example.org")),
+                ["txt_record_missing"]
+            );
+        }
+        assert_eq!(failed_attempts(&w), [1, 1]);
+        // ...and the next record, an hour on, says how many it stands for.
+        later(&w, 3600);
+        assert_eq!(
+            unmet_rules(verify("one.example.org")),
+            ["txt_record_missing"]
+        );
+        assert_eq!(failed_attempts(&w), [1, 1, 4]);
+    }
+
+    #[test]
+    fn an_approver_withdraws_a_verification_with_a_reason() {
+        let w = world();
+        let domain = "leedscare.org.uk";
+        let approver = person("a1", &[Role::Approver]);
+        let refused = w.svc.unverify_domain_by_hand(
+            &ctx(),
+            &person("r1", &[Role::Reviewer]),
+            w.org,
+            domain,
+            "sold",
+        );
+        assert!(
+            matches!(refused, Err(ServiceError::Refused(r)) if r.kind == RefusalKind::RoleRequired)
+        );
+        let mut robot = approver.clone();
+        robot.person = false;
+        let refused = w
+            .svc
+            .unverify_domain_by_hand(&ctx(), &robot, w.org, domain, "sold");
+        assert!(
+            matches!(refused, Err(ServiceError::Refused(r)) if r.kind == RefusalKind::PersonRequired)
+        );
+        assert_eq!(
+            unmet_rules(
+                w.svc
+                    .unverify_domain_by_hand(&ctx(), &approver, w.org, domain, " ")
+            ),
+            ["required"]
+        );
+        let before = w.svc.organisation(w.org).unwrap();
+        let after = w
+            .svc
+            .unverify_domain_by_hand(&ctx(), &approver, w.org, domain, "the domain was sold")
+            .unwrap();
+        assert_eq!(after.domains[0].status(), DomainStatus::Unverified);
+        assert_eq!(
+            after.domains[0].token, before.domains[0].token,
+            "the same token: it can be proven again"
+        );
+        assert_eq!(after.version, before.version.next());
+        let event = w.fake.store().events.last().cloned().unwrap();
+        assert_eq!(event.details["change"], "domain.unverified");
+        assert_eq!(
+            (
+                event.details["cause"].as_str(),
+                event.details["reason"].as_str(),
+                event.details["reviewer"]["subject"].as_str(),
+                event.details["was"]["method"].as_str()
+            ),
+            (
+                Some("reviewer"),
+                Some("the domain was sold"),
+                Some("a1"),
+                Some("dns")
+            )
+        );
+        // The name is free again: its rightful owner proves it.
+        let rightful = register_other(&w, "RO002", &[domain]).unwrap().id;
+        publish_and_verify(&w, rightful, domain);
+        // Withdrawing an unverified claim changes nothing; an unclaimed one is not found.
+        let again = w
+            .svc
+            .unverify_domain_by_hand(&ctx(), &approver, w.org, domain, "again")
+            .unwrap();
+        assert_eq!(again.version, after.version);
+        assert!(matches!(
+            w.svc
+                .unverify_domain_by_hand(&ctx(), &approver, w.org, "nope.example.org", "x"),
+            Err(ServiceError::NotFound)
+        ));
+    }
+
+    #[test]
+    fn maintenance_withdraws_a_proof_gone_too_long_or_showing_a_rivals_token() {
+        let w = world();
+        let domain = "leedscare.org.uk";
+        w.fake
+            .store()
+            .dns
+            .remove("_federation-gateway.leedscare.org.uk");
+        assert_eq!(w.svc.recheck_domains(&ctx()).unwrap().newly_missing, 1);
+        // Within the grace period (14 days by default) it stays verified...
+        later(&w, 14 * 86_400);
+        assert_eq!(
+            w.svc.recheck_domains(&ctx()).unwrap(),
+            DomainMaintenance::default()
+        );
+        assert_eq!(status_of(&w, w.org, domain), DomainStatus::Verified);
+        // ...past it, the verification is withdrawn, and audited.
+        later(&w, 1);
+        assert_eq!(w.svc.recheck_domains(&ctx()).unwrap().demoted, 1);
+        let claim = w.svc.organisation(w.org).unwrap().domains[0].clone();
+        assert_eq!(
+            (claim.status(), claim.record_missing_since),
+            (DomainStatus::Unverified, None)
+        );
+        let event = w.fake.store().events.last().cloned().unwrap();
+        assert_eq!(
+            (
+                event.details["change"].as_str(),
+                event.details["cause"].as_str()
+            ),
+            (Some("domain.unverified"), Some("record_missing"))
+        );
+        // A record showing another organisation's token withdraws the verification at once.
+        let holder = register_other(&w, "TK001", &["taken.example.org"])
+            .unwrap()
+            .id;
+        let rival = register_other(&w, "TK002", &["taken.example.org"])
+            .unwrap()
+            .id;
+        publish_and_verify(&w, holder, "taken.example.org");
+        publish(&w, rival, "taken.example.org");
+        let report = w.svc.recheck_domains(&ctx()).unwrap();
+        assert_eq!((report.demoted, report.newly_missing), (1, 0));
+        assert_eq!(
+            status_of(&w, holder, "taken.example.org"),
+            DomainStatus::Unverified
+        );
+        assert_eq!(
+            w.fake.store().events.last().unwrap().details["cause"],
+            "another_organisation_token"
+        );
+        publish_and_verify(&w, rival, "taken.example.org");
     }
 }

@@ -90,6 +90,9 @@ pub enum ServiceError {
     /// was changed. The cause is for logs.
     #[error("dependency unavailable: {0}")]
     Unavailable(String),
+    /// Asked again too soon; nothing was done. Try again after this many seconds.
+    #[error("rate limited for {retry_after_seconds}s")]
+    RateLimited { retry_after_seconds: u64 },
 }
 
 impl From<RepositoryError> for ServiceError {
@@ -198,6 +201,9 @@ pub struct Services {
     pub dns: Arc<dyn TxtResolver>,
     /// The Public Suffix List: public suffixes can never be claimed.
     pub public_suffixes: Arc<dyn PublicSuffixes>,
+    /// How often a claim's proof may be looked up, failures audited, and how long a vanished
+    /// proof is tolerated (with the per-claim state those limits keep, in this process).
+    pub domain_proof: Arc<domains::DomainProofLimits>,
     /// SHA-256 for the audit chain and tree.
     pub hasher: Arc<dyn crate::merkle::Sha256>,
 }

@@ -11,7 +11,7 @@ use crate::audit::{AuditAction, NewAuditEvent};
 use crate::dns::DomainStatus;
 use crate::evidence::{DsptStatus, Evidence, EvidenceKind, EvidenceSet};
 use crate::organisation::{Organisation, OrganisationStatus};
-use crate::ports::ClaimOverlaps;
+use crate::ports::{ApprovalGuard, ClaimOverlaps, Conflict, RepositoryError};
 use crate::services::agreements::SignatureStatus;
 use crate::services::{
     registration_rejected, require_person, Context, Precondition, Refusal, RefusalKind,
@@ -447,7 +447,43 @@ impl Services {
                 }
             }
         }
-        self.agreements.save_agreements(&changes, &events)?;
+        if action == Action::Approve {
+            // Approval's checks on the registration (domains, ODS code, the check's basis)
+            // read it above; the write re-checks them under the claims lock, so a
+            // registration change or another approval of the same ODS code in between fails
+            // instead of slipping through.
+            let guard = ApprovalGuard {
+                organisation: org.id,
+                organisation_version: org.version,
+                ods_code: org.ods_code.clone(),
+            };
+            match self
+                .agreements
+                .approve_agreements(&changes, &events, &guard)
+            {
+                Err(RepositoryError::Conflict(Conflict::OdsCodeTaken(_))) => {
+                    let overlaps = ClaimOverlaps {
+                        ods_code_held_elsewhere: true,
+                        ..ClaimOverlaps::default()
+                    };
+                    return Err(Refusal {
+                        kind: RefusalKind::PreconditionsUnmet,
+                        detail: format!("cannot {action} yet: 1 precondition(s) unmet"),
+                        unmet: unmet_claims(
+                            &Organisation {
+                                domains: Vec::new(),
+                                ..org
+                            },
+                            &overlaps,
+                        ),
+                    }
+                    .into());
+                }
+                other => other?,
+            }
+        } else {
+            self.agreements.save_agreements(&changes, &events)?;
+        }
         Ok(next)
     }
 

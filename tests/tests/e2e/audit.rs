@@ -78,7 +78,84 @@ fn tamper(app: &TestApp, sql: &str) {
     };
 }
 
+/// What an attacker with write access to the database does after altering a record: re-chain
+/// every later hash and rebuild the whole Merkle tree, so that everything stored agrees.
+fn rechain_and_rebuild(app: &TestApp) {
+    use gateway_domain::audit::{canonical, chain_hash, hex};
+    use gateway_domain::merkle::Appender;
+    let db = app.open_database();
+    let records = db
+        .sealed_records(&Default::default(), None, 100_000)
+        .unwrap();
+    let h = Sha256Hasher;
+    let mut prev = [0u8; 32];
+    let mut tree = Appender::new(0, &Default::default());
+    let mut nodes = Vec::new();
+    for record in &records {
+        let position = record.event.position.unwrap();
+        let bytes = canonical(position, &record.event);
+        let hash = chain_hash(&h, &prev, &bytes);
+        tamper(app, &format!("UPDATE audit_events SET prev_hash = '{}', hash = '{}' WHERE log_position = {position}", hex(&prev), hex(&hash)));
+        nodes.extend(tree.push(&h, leaf_hash(&h, &bytes)));
+        prev = hash;
+    }
+    tamper(app, "DELETE FROM audit_tree");
+    for ((level, idx), hash) in nodes {
+        tamper(
+            app,
+            &format!(
+                "INSERT INTO audit_tree (level, idx, hash) VALUES ({level}, {idx}, '{}')",
+                hex(&hash)
+            ),
+        );
+    }
+}
+
 e2e_tests! {
+    async fn a_consistently_rewritten_trail_is_caught_by_its_signed_checkpoints(backend) {
+        let (app, provider) = gateway_with_provider(backend).await;
+        for n in 1..=6 {
+            app.register_ok_typed(registration_typed(n)).await;
+        }
+        let size = sealed(&app).await;
+        let token = auditor(&provider).await;
+        let mut signed = Value::Null;
+        for _ in 0..60 {
+            let (status, body) = get_json(&app, &token, "/v1/audit/checkpoints/latest").await;
+            if status == 200 && body["tree_size"] == size {
+                signed = body;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(signed["tree_size"], size);
+        // Rewrite record 2, re-chain everything after it, rebuild the tree, and even copy the
+        // new head into the stored checkpoint's columns: everything stored agrees.
+        tamper(&app, "UPDATE audit_events SET details = '{\"name\":\"Someone Else\"}' WHERE log_position = 2");
+        rechain_and_rebuild(&app);
+        let services = gateway_api::startup::services(std::sync::Arc::new(app.open_database()), std::sync::Arc::new(gateway_domain::SystemClock));
+        let head = services.tree_head().unwrap();
+        tamper(&app, &format!(
+            "UPDATE audit_checkpoints SET root_hash = '{}', chain_hash = '{}'",
+            gateway_domain::audit::hex(&head.root), gateway_domain::audit::hex(&head.chain_hash)
+        ));
+        // The signed claims still hold the true root: verification fails at the checkpoint.
+        let (_, report) = get_json(&app, &token, "/v1/audit/verify").await;
+        assert_eq!(report["intact"], false, "{report}");
+        assert!(report["first_bad"]["reason"].as_str().unwrap().contains("rewritten"), "{report}");
+        // The sequencer refuses to sign a checkpoint over the rewritten trail.
+        app.register_ok_typed(registration_typed(7)).await;
+        sealed(&app).await;
+        tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+        let (_, latest) = get_json(&app, &token, "/v1/audit/checkpoints/latest").await;
+        assert_eq!(latest["tree_size"], size, "no checkpoint signed over a rewritten trail");
+        // A key planted in the database (without the gateway's MAC) is neither published nor
+        // trusted.
+        tamper(&app, "INSERT INTO audit_keys (kid, public_jwk, mac, first_used_at) VALUES ('planted', '{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"kid\":\"planted\",\"x\":\"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo\"}', '00', '2026-01-01 00:00:00')");
+        let keys: Value = reqwest::get(app.url("/.well-known/audit-keys.json")).await.unwrap().json().await.unwrap();
+        assert!(keys["keys"].as_array().unwrap().iter().all(|k| k["kid"] != "planted"), "{keys}");
+    }
+
     async fn disclosures_are_group_committed_and_each_acknowledged_after_commit(backend) {
         let database = gateway_persistence::testing::TestDatabase::new(backend);
         let db = std::sync::Arc::new(database.open());

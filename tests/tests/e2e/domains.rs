@@ -98,6 +98,15 @@ fn dead_nameserver() -> SocketAddr {
 
 /// A gateway resolving through `nameserver`, with reviewers signing in at its own provider.
 async fn gateway(backend: Backend, nameserver: SocketAddr) -> (TestApp, OidcProvider) {
+    gateway_with(backend, nameserver, |_| {}).await
+}
+
+/// `gateway`, with settings changed by `configure`.
+async fn gateway_with(
+    backend: Backend,
+    nameserver: SocketAddr,
+    configure: impl FnOnce(&mut gateway_api::config::Settings),
+) -> (TestApp, OidcProvider) {
     let database = Arc::new(TestDatabase::new(backend));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -110,6 +119,7 @@ async fn gateway(backend: Backend, nameserver: SocketAddr) -> (TestApp, OidcProv
     settings.oidc.audience = "urn:federation-gateway".into();
     settings.dns.nameservers = vec![nameserver.to_string()];
     settings.dns.timeout_ms = 500;
+    configure(&mut settings);
     (TestApp::spawn_on(listener, database, settings), provider)
 }
 
@@ -238,6 +248,31 @@ impl Reviewer {
         let status = response.status().as_u16();
         (status, response.json().await.unwrap())
     }
+
+    async fn unverify(&self, app: &TestApp, org: &Org, domain: &str, reason: &str) -> (u16, Value) {
+        let response = self
+            .browser
+            .post(app.url(&format!(
+                "/v1/review/organisations/{}/domains/{domain}/unverify",
+                org.id
+            )))
+            .header("Origin", &self.origin)
+            .header("X-CSRF-Token", &self.csrf)
+            .json(&json!({ "reason": reason }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+}
+
+/// The withdrawn verifications on the audit trail.
+fn withdrawals(app: &TestApp) -> Vec<gateway_domain::AuditEvent> {
+    events(app, "organisation.updated")
+        .into_iter()
+        .filter(|e| e.details["change"] == "domain.unverified")
+        .collect()
 }
 
 e2e_tests! {
@@ -384,5 +419,77 @@ e2e_tests! {
         // A second run flags nothing new.
         let report = gateway_api::commands::maintenance(&app.settings, chrono::Utc::now()).unwrap();
         assert_eq!(report.domains.newly_missing, 0);
+    }
+
+    async fn approvers_withdraw_verifications_and_maintenance_withdraws_stale_proofs(backend) {
+        let dns = DnsServer::start("example.org").await;
+        let (app, provider) = gateway(backend, dns.addr).await;
+        let org = register(&app, 11, "AB011", &["sold.example.org", "gone.example.org"]).await.unwrap();
+        for domain in ["sold.example.org", "gone.example.org"] {
+            org.publish(&app, &dns, domain).await;
+            assert_eq!(org.verify(&app, domain).await.0, 200);
+        }
+        // Reviewers verify by hand, but only approvers (people, with a reason) withdraw.
+        let reviewer = Reviewer::sign_in(&app, &provider, "reviewer1").await;
+        let (status, problem) = reviewer.unverify(&app, &org, "sold.example.org", "sold").await;
+        assert_eq!(status, 403, "{problem}");
+        let approver = Reviewer::sign_in(&app, &provider, "approver2").await;
+        let (status, problem) = approver.unverify(&app, &org, "sold.example.org", " ").await;
+        assert_eq!((status, rules(&problem)), (422, vec!["required".to_owned()]), "{problem}");
+        let cross_site = approver.browser
+            .post(app.url(&format!("/v1/review/organisations/{}/domains/sold.example.org/unverify", org.id)))
+            .header("Origin", "https://evil.example")
+            .json(&json!({"reason": "sold"}))
+            .send().await.unwrap();
+        assert_eq!(cross_site.status(), 403);
+        let (status, body) = approver.unverify(&app, &org, "sold.example.org", "Sold in 2025; confirmed by the new owner").await;
+        assert_eq!(status, 200, "{body}");
+        let entry = body["domains"].as_array().unwrap().iter().find(|d| d["name"] == "sold.example.org").unwrap();
+        assert_eq!(entry["verification"], "unverified");
+        let audited = withdrawals(&app);
+        assert_eq!(audited.len(), 1);
+        assert_eq!((audited[0].actor_id.as_deref(), audited[0].details["reason"].as_str(), audited[0].details["cause"].as_str()), (Some("approver2"), Some("Sold in 2025; confirmed by the new owner"), Some("reviewer")));
+        // The name is free again: another organisation claims and proves it.
+        let buyer = register(&app, 12, "AB012", &["sold.example.org"]).await.unwrap();
+        buyer.publish(&app, &dns, "sold.example.org").await;
+        assert_eq!(buyer.verify(&app, "sold.example.org").await.0, 200);
+
+        // A proof gone for longer than dns.demote_after_days is withdrawn by maintenance.
+        dns.remove("_federation-gateway.gone.example.org").await;
+        let now = chrono::Utc::now();
+        let report = gateway_api::commands::maintenance(&app.settings, now).unwrap();
+        assert_eq!((report.domains.newly_missing, report.domains.demoted), (1, 0));
+        let report = gateway_api::commands::maintenance(&app.settings, now + chrono::Duration::days(13)).unwrap();
+        assert_eq!(report.domains.demoted, 0);
+        assert_eq!(org.domain(&app, "gone.example.org").await["verification"], "verified");
+        let report = gateway_api::commands::maintenance(&app.settings, now + chrono::Duration::days(15)).unwrap();
+        assert_eq!(report.domains.demoted, 1);
+        let gone = org.domain(&app, "gone.example.org").await;
+        assert_eq!((gone["verification"].as_str(), gone["record_missing_since"].is_null()), (Some("unverified"), true), "{gone}");
+        let audited = withdrawals(&app);
+        assert_eq!((audited.len(), audited[1].details["cause"].as_str(), audited[1].details["domain"].as_str()), (2, Some("record_missing"), Some("gone.example.org")));
+    }
+
+    async fn lookups_are_limited_per_claim_and_overlong_names_refused(backend) {
+        let dns = DnsServer::start("example.org").await;
+        let (app, _provider) = gateway_with(backend, dns.addr, |s| s.dns.verify_interval_seconds = 1).await;
+        let long = format!("{}.{}.{}.{}.example.org", "a".repeat(60), "b".repeat(60), "c".repeat(60), "d".repeat(40));
+        let org = register(&app, 13, "AB013", &["slow.example.org", &long]).await.unwrap();
+        assert_eq!(rules(&org.verify(&app, "slow.example.org").await.1), ["txt_record_missing"]);
+        let response = app.client
+            .post(app.url(&format!("/v1/organisations/{}/domains/slow.example.org/verify", org.id)))
+            .bearer_auth(&org.token).send().await.unwrap();
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "1");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], "/problems/rate-limited");
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        assert_eq!(rules(&org.verify(&app, "slow.example.org").await.1), ["txt_record_missing"]);
+        // Two failures, one record (at most one an hour per claim).
+        let failed = events(&app, "domain.verification_failed");
+        assert_eq!((failed.len(), failed[0].details["attempts"].as_u64()), (1, Some(1)));
+        // A name too long to publish the record under: a clear 422, not a 503.
+        let (status, problem) = org.verify(&app, &long).await;
+        assert_eq!((status, rules(&problem)), (422, vec!["txt_record_name_length".to_owned()]), "{problem}");
     }
 }

@@ -30,9 +30,11 @@ CREATE TABLE audit_checkpoints (
     jws TEXT NOT NULL
 );
 
--- Every public key that ever signed a checkpoint, kept after it stops signing tokens.
+-- Every public key that ever signed a checkpoint, kept after it stops signing tokens. The MAC
+-- (under a key derived from the key-encryption key) keeps a database writer from adding one.
 CREATE TABLE audit_keys (
     kid TEXT PRIMARY KEY NOT NULL,
     public_jwk TEXT NOT NULL,
+    mac TEXT NOT NULL,
     first_used_at TIMESTAMP NOT NULL
 );
