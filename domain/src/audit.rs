@@ -78,6 +78,7 @@ pub enum AuditAction {
     DomainVerificationFailed,
     DomainRecordMissing,
     DomainRecordRestored,
+    DomainUnverified,
 }
 
 impl AuditAction {
@@ -112,6 +113,7 @@ impl AuditAction {
             Self::DomainVerificationFailed => "domain.verification_failed",
             Self::DomainRecordMissing => "domain.record_missing",
             Self::DomainRecordRestored => "domain.record_restored",
+            Self::DomainUnverified => "domain.unverified",
         }
     }
 }

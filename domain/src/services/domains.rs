@@ -18,10 +18,9 @@ use crate::services::{
 use crate::text::Reason;
 use crate::validation::{FieldError, RuleViolation, ValidationErrors};
 
-/// The audit action for a withdrawn verification (by a reviewer or by maintenance). The
-/// audit trail's action list has no `domain.unverified` yet, so it is recorded as the change
-/// to the organisation it is, with `"change": "domain.unverified"` in the details.
-const DOMAIN_UNVERIFIED: AuditAction = AuditAction::OrganisationUpdated;
+/// The audit action for a withdrawn verification (by a reviewer or by maintenance); the
+/// details also carry `"change": "domain.unverified"`.
+const DOMAIN_UNVERIFIED: AuditAction = AuditAction::DomainUnverified;
 /// The `change` detail that marks a withdrawn verification.
 pub const DOMAIN_UNVERIFIED_CHANGE: &str = "domain.unverified";
 

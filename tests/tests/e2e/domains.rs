@@ -269,7 +269,7 @@ impl Reviewer {
 
 /// The withdrawn verifications on the audit trail.
 fn withdrawals(app: &TestApp) -> Vec<gateway_domain::AuditEvent> {
-    events(app, "organisation.updated")
+    events(app, "domain.unverified")
         .into_iter()
         .filter(|e| e.details["change"] == "domain.unverified")
         .collect()
