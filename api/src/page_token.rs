@@ -8,7 +8,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-use crate::error::{ApiError, FieldProblem};
+use crate::error::ApiError;
 
 const VERSION: u8 = 1;
 
@@ -37,15 +37,16 @@ struct Body {
     p: i64,
 }
 
+/// A cursor that is well-formed as a string but not one of ours, or not for this caller or
+/// query, breaks a rule no schema can state: 422 naming the field and the rule.
 fn invalid(why: &str) -> ApiError {
-    ApiError::Malformed {
-        detail: format!("cursor: {why}"),
-        errors: vec![FieldProblem {
-            field: "cursor".to_owned(),
-            rule: "cursor_valid".to_owned(),
-            message: format!("{why}; start again without a cursor"),
-        }],
-    }
+    ApiError::Validation(gateway_domain::ValidationErrors(vec![
+        gateway_domain::FieldError::new(
+            "cursor",
+            "cursor_valid",
+            format!("{why}; start again without a cursor"),
+        ),
+    ]))
 }
 
 impl PageTokens {

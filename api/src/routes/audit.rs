@@ -100,9 +100,10 @@ fn csv_row(record: &SealedRecord) -> String {
                 (String = "text/csv"),
                 (String = "application/x-ndjson"),
             )),
-        (status = 400, description = "Malformed query or a cursor that is not yours or not for these filters", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed query", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No session and no valid identity-provider token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "Needs the auditor role", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A cursor that is not this gateway's, not yours, or not for these filters (rule cursor_valid)", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database or identity provider unavailable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("reviewer_session" = []), ("reviewer_oidc" = []))

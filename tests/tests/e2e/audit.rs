@@ -238,9 +238,9 @@ e2e_tests! {
         let (_, page) = get_json(&app, &token, "/v1/audit/events?action=organisation.registered&limit=2").await;
         let cursor = page["next_cursor"].as_str().unwrap().to_owned();
         let (status, problem) = get_json(&app, &token, &format!("/v1/audit/events?action=keys.replaced&limit=2&cursor={cursor}")).await;
-        assert_eq!((status, problem["errors"][0]["rule"].as_str()), (400, Some("cursor_valid")));
+        assert_eq!((status, problem["errors"][0]["rule"].as_str()), (422, Some("cursor_valid")));
         let forged = format!("{}x", cursor);
-        assert_eq!(get_json(&app, &token, &format!("/v1/audit/events?action=organisation.registered&cursor={forged}")).await.0, 400);
+        assert_eq!(get_json(&app, &token, &format!("/v1/audit/events?action=organisation.registered&cursor={forged}")).await.0, 422);
 
         // CSV and JSON Lines exports.
         let (status, headers, csv) = get(&app, &token, &format!("/v1/audit/events?organisation={second}"), "text/csv").await;
