@@ -111,7 +111,12 @@ pub struct Sequencer {
     /// Whether to seal once more on the way out (a graceful stop; not when merely dropped).
     final_seal: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// Disconnects when the thread ends.
+    done: Option<mpsc::Receiver<()>>,
 }
+
+/// How long a dropped sequencer waits for its thread (which may be inside a database call).
+const DROP_WAIT: Duration = Duration::from_secs(3);
 
 impl Sequencer {
     /// A zero `interval` starts nothing (records then wait for another process's sequencer).
@@ -130,13 +135,16 @@ impl Sequencer {
                 stop,
                 final_seal,
                 thread: None,
+                done: None,
             };
         }
         let flag = stop.clone();
         let seal_on_exit = final_seal.clone();
+        let (alive, done) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("audit-sequencer".to_owned())
             .spawn(move || {
+                let _alive = alive;
                 let mut last_checkpoint = Instant::now() - checkpoint_every;
                 while !flag.load(Ordering::Relaxed) {
                     if let Err(error) = seal_all(services.audit.as_ref(), services.hasher.as_ref()) {
@@ -150,7 +158,11 @@ impl Sequencer {
                             }
                         }
                     }
-                    std::thread::sleep(interval);
+                    // Sleep in short steps, so a stop is noticed at once.
+                    let started = Instant::now();
+                    while started.elapsed() < interval && !flag.load(Ordering::Relaxed) {
+                        std::thread::sleep(interval.min(Duration::from_millis(20)));
+                    }
                 }
                 // A graceful stop seals what the last requests wrote before going.
                 if seal_on_exit.load(Ordering::Relaxed) {
@@ -162,6 +174,7 @@ impl Sequencer {
             stop,
             final_seal,
             thread,
+            done: Some(done),
         }
     }
 
@@ -176,10 +189,21 @@ impl Sequencer {
 }
 
 impl Drop for Sequencer {
-    /// Dropped without a graceful stop (the runtime went away): signal the thread and let it
-    /// end on its own; whatever it left unsealed the next sequencer seals.
+    /// Dropped without a graceful stop (the runtime went away): the thread stops without a
+    /// final seal (whatever it left, the next sequencer seals). It is waited for, so it never
+    /// outlives the process's teardown, but not for ever: a thread stuck in a database call
+    /// longer than `DROP_WAIT` is left to finish on its own.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        let finished = self.done.take().is_some_and(|done| {
+            matches!(
+                done.recv_timeout(DROP_WAIT),
+                Err(mpsc::RecvTimeoutError::Disconnected)
+            )
+        });
+        if let (true, Some(thread)) = (finished, self.thread.take()) {
+            let _ = thread.join();
+        }
     }
 }
 

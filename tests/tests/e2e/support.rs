@@ -26,6 +26,8 @@ pub fn settings_for(database: &TestDatabase) -> Settings {
     settings.server.shutdown_timeout_seconds = 1;
     settings.database.url = SecretString::from(database.url.expose());
     settings.database.max_connections = 4;
+    // A test's database is dropped while its server may still be running: fail fast then.
+    settings.database.connect_timeout_seconds = 1;
     settings.registration.rate_limit_per_minute = 10_000;
     settings.registration.rate_limit_burst = 10_000;
     // A fixed test key-encryption key, so nothing is written outside the test's database.
