@@ -23,7 +23,8 @@ pub struct AuditQuery {
     pub to: Option<DateTime<Utc>>,
     /// From the previous page's `next_cursor` (opaque; bound to you and to these filters).
     pub cursor: Option<String>,
-    /// JSON: 1 to 500, default 100. CSV and JSON Lines exports: 1 to 10000, default 1000.
+    /// 1 to 10000. JSON pages: default 100, at most 500 (a larger limit gets 500). CSV and
+    /// JSON Lines exports: default 1000.
     #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<i64>,
 }

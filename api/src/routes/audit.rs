@@ -117,18 +117,20 @@ pub async fn events(
 ) -> Result<HttpResponse, ApiError> {
     let auditor = caller.require_any(&[Role::Auditor])?;
     let format = format_of(&req);
-    let (default, max) = if format == Format::Json {
+    let (default, page_max) = if format == Format::Json {
         (100, 500)
     } else {
         (1000, 10_000)
     };
     let limit = query.limit.unwrap_or(default);
-    if !(1..=max).contains(&limit) {
+    if !(1..=10_000).contains(&limit) {
         return Err(ApiError::Malformed {
-            detail: format!("limit must be 1 to {max}"),
+            detail: "limit must be 1 to 10000".to_owned(),
             errors: Vec::new(),
         });
     }
+    // A JSON page holds at most 500 records; a larger limit gets 500 and a next cursor.
+    let limit = limit.min(page_max);
     let filter = AuditFilter {
         organisation: query.organisation.map(|o| o.to_string()),
         actor: query.actor.clone(),
