@@ -61,6 +61,7 @@ pub struct AuditSettings {
 pub struct AuthSettings {
     pub access_token_lifetime_seconds: u64,
     pub assertion_max_lifetime_seconds: u64,
+    pub assertion_max_lifetime_with_iat_seconds: u64,
     pub clock_skew_seconds: u64,
     pub key_unused_after_days: u32,
     pub key_removal_grace_days: u32,
@@ -215,6 +216,11 @@ impl Settings {
         anyhow::ensure!(
             (1..=3600).contains(&self.auth.assertion_max_lifetime_seconds),
             "auth.assertion_max_lifetime_seconds must be between 1 and 3600"
+        );
+        anyhow::ensure!(
+            (self.auth.assertion_max_lifetime_seconds..=86_400)
+                .contains(&self.auth.assertion_max_lifetime_with_iat_seconds),
+            "auth.assertion_max_lifetime_with_iat_seconds must be between auth.assertion_max_lifetime_seconds and 86400"
         );
         anyhow::ensure!(
             self.publisher.client_id.is_empty() == self.publisher.jwks_file.is_empty(),

@@ -196,6 +196,9 @@ impl Application {
                 assertion: AssertionRules {
                     token_endpoint: format!("{public_base_url}/oauth2/token"),
                     max_lifetime: seconds(settings.auth.assertion_max_lifetime_seconds),
+                    max_lifetime_with_iat: seconds(
+                        settings.auth.assertion_max_lifetime_with_iat_seconds,
+                    ),
                     skew_seconds: settings.auth.clock_skew_seconds,
                 },
                 access_token_lifetime: seconds(settings.auth.access_token_lifetime_seconds),

@@ -121,16 +121,16 @@ fn authenticate(
     let jwt = required(params, "client_assertion")?;
     let publisher = |client: &str| state.publisher.as_ref().filter(|p| p.client_id == client);
     let mut lookup_error = None;
-    let verified = assertion::verify(jwt, &state.auth.assertion, now, |client, kid| {
+    let verified = assertion::verify(jwt, &state.auth.assertion, now, |client| {
         if let Some(publisher) = publisher(client) {
-            return Ok(publisher.keys.iter().find(|k| k.kid == kid).cloned());
+            return Ok(publisher.keys.clone());
         }
         let Ok(id) = uuid::Uuid::parse_str(client) else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
         state
             .keys
-            .find_key(OrganisationId::from_uuid(id), kid)
+            .list_keys(OrganisationId::from_uuid(id))
             .map_err(|e| {
                 lookup_error = Some(e);
                 Rejection::InvalidClient("keys could not be checked".to_owned())

@@ -136,7 +136,10 @@ e2e_tests! {
         assert_eq!(oauth_error(app.request_token(&just_expired, None).await), (400, "invalid_grant".to_owned()));
 
         let rejected: Vec<(&str, String)> = vec![
-            ("exp too far ahead", sign(&key, &with(&|c| c["exp"] = json!(now + 3600)))),
+            ("exp more than an hour after a fresh iat", sign(&key, &with(&|c| c["exp"] = json!(now + 3600 + 120)))),
+            ("exp 10 minutes ahead without iat", sign(&key, &with(&|c| { c.as_object_mut().unwrap().remove("iat"); c["exp"] = json!(now + 600); }))),
+            ("a stale iat with a long exp", sign(&key, &with(&|c| { c["iat"] = json!(now - 900); c["exp"] = json!(now + 600); }))),
+            ("nbf in the future", sign(&key, &with(&|c| c["nbf"] = json!(now + 300)))),
             ("expired", sign(&key, &with(&|c| c["exp"] = json!(now - 120)))),
             ("no exp", sign(&key, &with(&|c| { c.as_object_mut().unwrap().remove("exp"); }))),
             ("wrong aud", sign(&key, &with(&|c| c["aud"] = json!("https://other.example/oauth2/token")))),
@@ -165,6 +168,10 @@ e2e_tests! {
         for (rule, assertion) in rejected {
             assert_eq!(oauth_error(app.request_token(&assertion, None).await), (401, "invalid_client".to_owned()), "{rule}");
         }
+        // RFC 7523 as libraries write it: no kid (the client's keys are tried), and an exp an
+        // hour after a fresh iat.
+        let no_kid = jsonwebtoken::encode(&Header::new(key.alg), &with(&|c| c["exp"] = json!(now + 3600)), &key.encoding_key()).unwrap();
+        assert!(app.request_token(&no_kid, None).await.is_ok(), "a kid-less assertion with exp = iat + 3600");
 
         // Another organisation's token gets only its own subject.
         let b_token = app.access_token(id_b, &other_key).await;
