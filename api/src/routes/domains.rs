@@ -5,7 +5,6 @@ use actix_web::http::header::{self, ETag, EntityTag};
 use actix_web::{post, web, HttpRequest, HttpResponse};
 use gateway_domain::services::Context;
 use gateway_domain::{Actor, Organisation, OrganisationId};
-use uuid::Uuid;
 
 use crate::dto::{DomainUnverifyRequest, ManualVerificationRequest, OrganisationResponse};
 use crate::error::{ApiError, Problem};
@@ -113,7 +112,7 @@ pub async fn review_verify(
     body: JsonBody<ManualVerificationRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_id, domain) = path.into_inner();
-    let id = OrganisationId::from_uuid(Uuid::parse_str(&raw_id).unwrap_or(Uuid::nil()));
+    let id = OrganisationId::from_uuid(crate::routes::parse_id(&raw_id));
     let (ctx, reviewer) = reviewer_context(&req, caller);
     let services = state.services.clone();
     let org = web::block(move || {
@@ -128,7 +127,7 @@ pub async fn review_verify(
 /// For a name verified by mistake, or held by an organisation that no longer controls it: the
 /// claim stays, unverified (same TXT token), so it blocks nobody and the organisation can prove
 /// it again; approval needs it verified again. Recorded with the approver and the reason on the
-/// audit trail (`organisation.updated`, `details.change` = `domain.unverified`). Withdrawing an
+/// audit trail (`domain.unverified`). Withdrawing an
 /// unverified claim changes nothing. Agreements in force are not touched: suspend or revoke
 /// them separately if need be.
 #[utoipa::path(
@@ -164,7 +163,7 @@ pub async fn review_unverify(
     body: JsonBody<DomainUnverifyRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let (raw_id, domain) = path.into_inner();
-    let id = OrganisationId::from_uuid(Uuid::parse_str(&raw_id).unwrap_or(Uuid::nil()));
+    let id = OrganisationId::from_uuid(crate::routes::parse_id(&raw_id));
     let (ctx, reviewer) = reviewer_context(&req, caller);
     let services = state.services.clone();
     let org = web::block(move || {

@@ -365,7 +365,7 @@ pub async fn verdict(
     body: JsonBody<VerdictRequest>,
 ) -> Result<HttpResponse, ApiError> {
     // A malformed id names nothing: it answers 404 after the role check, like an unknown one.
-    let eid = EvidenceId::from_uuid(Uuid::parse_str(&eid).unwrap_or(Uuid::nil()));
+    let eid = EvidenceId::from_uuid(crate::routes::parse_id(&eid));
     let (ctx, reviewer) = reviewer_context(&req, caller);
     let services = state.services.clone();
     let judged = web::block(move || {

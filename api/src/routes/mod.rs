@@ -20,6 +20,12 @@ pub mod registrations;
 pub mod review;
 pub mod reviewers;
 
+/// A path id that is not a UUID names nothing: reviewer routes answer it like an unknown one,
+/// after the role check.
+pub(crate) fn parse_id(raw: &str) -> uuid::Uuid {
+    uuid::Uuid::parse_str(raw).unwrap_or(uuid::Uuid::nil())
+}
+
 /// The audit context of a reviewer's request, and the reviewer.
 pub(crate) fn reviewer_context(
     req: &HttpRequest,

@@ -6,7 +6,6 @@ use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use gateway_domain::agreement::{AgreementId, AgreementState};
 use gateway_domain::services::review::{ReviewItem, TransitionRequest};
 use gateway_domain::{OrganisationId, Role};
-use uuid::Uuid;
 
 use crate::dto::{
     AgreementResponse, AuditEventResponse, EvidenceResponse, OrganisationResponse,
@@ -16,7 +15,7 @@ use crate::dto::{
 use crate::error::{field_problems, ApiError, Problem};
 use crate::extract::{JsonBody, OptionalIfMatch, ReviewerCaller};
 use crate::routes::agreements::agreement_etag;
-use crate::routes::reviewer_context;
+use crate::routes::{parse_id, reviewer_context};
 use crate::state::AppState;
 
 fn render(item: &ReviewItem, now: chrono::DateTime<chrono::Utc>) -> ReviewAgreementResponse {
@@ -36,12 +35,6 @@ fn render(item: &ReviewItem, now: chrono::DateTime<chrono::Utc>) -> ReviewAgreem
         unmet_for_approval: field_problems(&item.unmet_for_approval),
         history: None,
     }
-}
-
-/// A path id that is not a UUID names nothing: it answers like an unknown one, after the
-/// role check.
-fn parse_id(raw: &str) -> Uuid {
-    Uuid::parse_str(raw).unwrap_or(Uuid::nil())
 }
 
 /// The review queue: agreements (submitted by default), oldest first, each with its
