@@ -73,31 +73,23 @@ pub fn maintenance(
         .into_iter()
         .filter(|(_, key)| lifecycle.is_due(key, now))
         .collect();
-    let mut by_org: std::collections::BTreeMap<String, Vec<String>> =
-        std::collections::BTreeMap::new();
-    for (org, key) in &due {
-        by_org
-            .entry(org.to_string())
-            .or_default()
-            .push(key.kid.clone());
-    }
-    let events: Vec<NewAuditEvent> = by_org
-        .into_iter()
-        .map(|(org, kids)| NewAuditEvent {
-            occurred_at: now,
-            actor: Actor::System,
-            action: AuditAction::KeysRemoved,
-            subject_type: "organisation",
-            subject_id: Some(org),
-            request_id: None,
-            details: serde_json::json!({ "kids": kids, "reason": "unused past the removal date" }),
-        })
-        .collect();
     let pairs: Vec<_> = due.into_iter().map(|(org, key)| (org, key.kid)).collect();
+    // The keys were read above; storage deletes each only if it is still idle, so a key used
+    // in between (by a running server) is kept, and the events name only what went.
+    let removal_event = |org: gateway_domain::OrganisationId, kids: &[String]| NewAuditEvent {
+        occurred_at: now,
+        actor: Actor::System,
+        action: AuditAction::KeysRemoved,
+        subject_type: "organisation",
+        subject_id: Some(org.to_string()),
+        request_id: None,
+        details: serde_json::json!({ "kids": kids, "reason": "unused past the removal date" }),
+    };
     let keys_removed = if pairs.is_empty() {
         0
     } else {
-        db.remove_keys(&pairs, &events)?
+        db.remove_idle_keys(&pairs, lifecycle.idle_before(now), &removal_event)?
+            .len()
     };
     let services = crate::startup::services_with_dns(
         db.clone(),
@@ -115,7 +107,7 @@ pub fn maintenance(
         agreements,
         domains,
         keys_removed,
-        replay_entries_purged: db.purge_expired(now)?,
+        replay_entries_purged: crate::housekeeping::purge_replay_cache(db.as_ref(), now)?,
         signing_keys_retired: db.prune_signing_keys(now)?,
     })
 }

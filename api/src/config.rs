@@ -66,6 +66,8 @@ pub struct AuthSettings {
     pub key_unused_after_days: u32,
     pub key_removal_grace_days: u32,
     pub signing_key_overlap_hours: u32,
+    /// How often the server deletes expired replay-cache entries (in batches); 0: never.
+    pub replay_purge_interval_seconds: u64,
     pub key_encryption_key: SecretString,
     pub key_encryption_key_file: String,
 }

@@ -10,6 +10,7 @@ pub mod dns;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod housekeeping;
 pub mod openapi;
 pub mod page_token;
 pub mod rate_limit;

@@ -122,6 +122,8 @@ pub struct Application {
     port: u16,
     server: Server,
     sequencer: crate::audit_log::Sequencer,
+    /// Stops (when the application is dropped) after the server.
+    _replay_purger: crate::housekeeping::ReplayPurger,
 }
 
 impl std::fmt::Debug for Application {
@@ -173,6 +175,11 @@ impl Application {
             audit_keys.clone(),
             std::time::Duration::from_millis(settings.audit.seal_interval_ms),
             std::time::Duration::from_secs(settings.audit.checkpoint_interval_seconds.max(1)),
+        );
+        let replay_purger = crate::housekeeping::ReplayPurger::start(
+            db.clone(),
+            clock.clone(),
+            std::time::Duration::from_secs(settings.auth.replay_purge_interval_seconds),
         );
         let state = AppState {
             page_tokens,
@@ -254,6 +261,7 @@ impl Application {
             port,
             server: server.run(),
             sequencer,
+            _replay_purger: replay_purger,
         })
     }
 
@@ -271,9 +279,11 @@ impl Application {
         let Self {
             server,
             mut sequencer,
+            _replay_purger: replay_purger,
             ..
         } = self;
         let served = server.await;
+        drop(replay_purger);
         // Seal what the last requests wrote before the process goes.
         actix_web::rt::task::spawn_blocking(move || sequencer.stop())
             .await

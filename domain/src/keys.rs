@@ -98,6 +98,12 @@ impl KeyLifecycle {
     pub fn is_due(&self, key: &PartnerKey, now: DateTime<Utc>) -> bool {
         now >= self.removal_at(key)
     }
+
+    /// Keys idle since this instant or earlier are due at `now` (what storage re-checks when
+    /// it removes them).
+    pub fn idle_before(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now - self.unused_after - self.removal_grace
+    }
 }
 
 #[cfg(test)]

@@ -431,12 +431,17 @@ pub trait PartnerKeyRepository: Send + Sync {
     /// Every organisation's keys (for maintenance).
     fn all_keys(&self) -> Result<Vec<(OrganisationId, PartnerKey)>, RepositoryError>;
 
-    /// Removes the named keys, appending one event per organisation, atomically.
-    fn remove_keys(
+    /// Removes those of `keys` that are still idle since `idle_before` (last used, or if never
+    /// used added, at or before it), and appends `event(organisation, removed kids)` for each
+    /// organisation that lost keys, atomically. Whether a key is still idle MUST be decided by
+    /// the statement that deletes it, so a key used after the caller read it is kept (and not
+    /// named in any event). Returns the keys removed.
+    fn remove_idle_keys(
         &self,
         keys: &[(OrganisationId, String)],
-        events: &[NewAuditEvent],
-    ) -> Result<usize, RepositoryError>;
+        idle_before: DateTime<Utc>,
+        event: &dyn Fn(OrganisationId, &[String]) -> NewAuditEvent,
+    ) -> Result<Vec<(OrganisationId, String)>, RepositoryError>;
 }
 
 /// Client-assertion `jti`s seen, shared by every replica through the database.
@@ -452,8 +457,10 @@ pub trait ReplayCache: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool, RepositoryError>;
 
-    /// Forgets entries expired at `now`; returns how many.
-    fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, RepositoryError>;
+    /// Forgets at most `limit` entries expired at `now`, in one short write; returns how
+    /// many. Callers purge in batches until fewer than `limit` come back, so a large backlog
+    /// never holds the store's write lock for long.
+    fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<usize, RepositoryError>;
 
     /// Everything issuing one token writes, in one transaction: remembers `(client, jti)` as
     /// [`ReplayCache::remember`] does, marks `key` used at `now`, and appends `event`.

@@ -283,7 +283,7 @@ impl Database {
         loop {
             let result = {
                 let mut conn = self.pool.get().map_err(unavailable)?;
-                DbConnection::transaction(&mut conn, &mut f)
+                write_transaction(&mut conn, &mut f)
             };
             match result {
                 Err(TxError::Diesel(error)) if is_transient(&error) && attempt < WRITE_ATTEMPTS => {
@@ -292,6 +292,40 @@ impl Database {
                     attempt += 1;
                 }
                 other => return other.map_err(into_repository_error),
+            }
+        }
+    }
+}
+
+/// Runs `f` in a transaction that writes. On SQLite it begins with `BEGIN IMMEDIATE`, taking
+/// the file's write lock up front (waiting up to the busy timeout for another process's
+/// writer): a deferred transaction that reads first and then meets a writer from another
+/// process (a command-line tool beside the server) fails at once with `SQLITE_BUSY`, which
+/// no busy timeout can wait out. PostgreSQL uses its ordinary transaction.
+fn write_transaction<T>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, TxError>,
+) -> Result<T, TxError> {
+    use diesel::connection::TransactionManager;
+    type Manager = <DbConnection as Connection>::TransactionManager;
+    match conn {
+        DbConnection::Postgres(_) => Connection::transaction(conn, f),
+        DbConnection::Sqlite(sqlite) => {
+            // The multi-connection's transaction manager is the SQLite connection's own, so
+            // what begins here is committed or rolled back through it like any transaction.
+            diesel::connection::AnsiTransactionManager::begin_transaction_sql(
+                sqlite,
+                "BEGIN IMMEDIATE",
+            )?;
+            match f(conn) {
+                Ok(value) => {
+                    Manager::commit_transaction(conn)?;
+                    Ok(value)
+                }
+                Err(error) => {
+                    Manager::rollback_transaction(conn)?;
+                    Err(error)
+                }
             }
         }
     }

@@ -162,3 +162,27 @@ pub(crate) fn apply_seals(conn: &mut DbConnection, seals: &[Seal]) -> Result<(),
     }
     Ok(())
 }
+
+/// Deletes at most `limit` replay-cache entries expired at `now`, in one statement (neither
+/// backend's DELETE takes a LIMIT of its own, so a subquery picks the batch).
+pub(crate) fn purge_expired_jtis(
+    conn: &mut DbConnection,
+    now: NaiveDateTime,
+    limit: i64,
+) -> Result<usize, DieselError> {
+    use diesel::sql_types::{BigInt, Timestamp};
+    let sql = match conn {
+        DbConnection::Postgres(_) => {
+            "DELETE FROM assertion_jtis WHERE (client_id, jti) IN \
+             (SELECT client_id, jti FROM assertion_jtis WHERE expires_at <= $1 LIMIT $2)"
+        }
+        DbConnection::Sqlite(_) => {
+            "DELETE FROM assertion_jtis WHERE (client_id, jti) IN \
+             (SELECT client_id, jti FROM assertion_jtis WHERE expires_at <= ? LIMIT ?)"
+        }
+    };
+    let query = diesel::sql_query(sql)
+        .bind::<Timestamp, _>(now)
+        .bind::<BigInt, _>(limit);
+    per_backend!(conn, |c| query.execute(c))
+}

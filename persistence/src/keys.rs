@@ -145,20 +145,45 @@ impl PartnerKeyRepository for Database {
         rows.into_iter().map(PartnerKeyRow::into_entity).collect()
     }
 
-    fn remove_keys(
+    fn remove_idle_keys(
         &self,
         keys: &[(OrganisationId, String)],
-        events: &[NewAuditEvent],
-    ) -> Result<usize, RepositoryError> {
+        idle_before: DateTime<Utc>,
+        event: &dyn Fn(OrganisationId, &[String]) -> NewAuditEvent,
+    ) -> Result<Vec<(OrganisationId, String)>, RepositoryError> {
+        let cutoff = to_db_time(idle_before);
         self.write(|conn| {
-            let mut removed = 0;
+            let mut removed: Vec<(OrganisationId, String)> = Vec::new();
             for (organisation, kid) in keys {
-                removed +=
-                    diesel::delete(partner_keys::table.find((organisation.to_string(), kid)))
-                        .execute(conn)?;
+                // Still idle, checked by the statement that deletes: a key used (or replaced)
+                // since the caller read it is kept.
+                let deleted = diesel::delete(
+                    partner_keys::table
+                        .find((organisation.to_string(), kid))
+                        .filter(
+                            partner_keys::last_used_at
+                                .le(cutoff)
+                                .or(partner_keys::last_used_at
+                                    .is_null()
+                                    .and(partner_keys::added_at.le(cutoff))),
+                        ),
+                )
+                .execute(conn)?;
+                if deleted > 0 {
+                    removed.push((*organisation, kid.clone()));
+                }
             }
-            for event in events {
-                append_event(conn, event)?;
+            let mut by_organisation: std::collections::BTreeMap<String, (OrganisationId, Vec<String>)> =
+                std::collections::BTreeMap::new();
+            for (organisation, kid) in &removed {
+                by_organisation
+                    .entry(organisation.to_string())
+                    .or_insert_with(|| (*organisation, Vec::new()))
+                    .1
+                    .push(kid.clone());
+            }
+            for (organisation, kids) in by_organisation.values() {
+                append_event(conn, &event(*organisation, kids))?;
             }
             Ok(removed)
         })
@@ -215,13 +240,9 @@ impl ReplayCache for Database {
         race_is_replay(self.write(|conn| remember_jti(conn, client, jti, expires_at, now)))
     }
 
-    fn purge_expired(&self, now: DateTime<Utc>) -> Result<usize, RepositoryError> {
-        self.write(|conn| {
-            Ok(diesel::delete(
-                assertion_jtis::table.filter(assertion_jtis::expires_at.le(to_db_time(now))),
-            )
-            .execute(conn)?)
-        })
+    fn purge_expired(&self, now: DateTime<Utc>, limit: usize) -> Result<usize, RepositoryError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.write(|conn| Ok(dialect::purge_expired_jtis(conn, to_db_time(now), limit)?))
     }
 
     fn record_issuance(

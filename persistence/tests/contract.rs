@@ -451,9 +451,71 @@ backend_tests! {
         let other = register(&db, "CD456", &["two.example.org"]).unwrap();
         assert!(db.list_keys(other.id).unwrap().is_empty(), "keys are per organisation");
         assert_eq!(db.all_keys().unwrap().len(), 1);
-        let removed = db.remove_keys(&[(org.id, "k1".into())], std::slice::from_ref(&event)).unwrap();
-        assert_eq!(removed, 1);
+        let removal = |_: OrganisationId, _: &[String]| event.clone();
+        let removed = db.remove_idle_keys(&[(org.id, "k1".into())], later, &removal).unwrap();
+        assert_eq!(removed, [(org.id, "k1".to_owned())]);
         assert!(db.list_keys(org.id).unwrap().is_empty());
+    }
+
+    fn idle_keys_are_removed_only_if_still_idle_when_deleted(backend) {
+        use gateway_domain::{PartnerKeyRepository, ReplayCache};
+        let test = TestDatabase::new(backend);
+        let db = test.open();
+        let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+        let other = register(&db, "CD456", &["two.example.org"]).unwrap();
+        let t0 = now() - Duration::days(200);
+        let replaced = event(AuditAction::KeysReplaced, Some(org.id));
+        db.replace_keys(org.id, &[partner_key("k1", "AAA", t0), partner_key("k2", "BBB", t0), partner_key("k3", "CCC", now())], &replaced).unwrap();
+        db.replace_keys(other.id, &[partner_key("o1", "DDD", t0)], &event(AuditAction::KeysReplaced, Some(other.id))).unwrap();
+        let lifecycle = gateway_domain::KeyLifecycle::default();
+        let t = now();
+        // Maintenance reads what is due...
+        let due: Vec<_> = db.all_keys().unwrap().into_iter().filter(|(_, k)| lifecycle.is_due(k, t)).map(|(o, k)| (o, k.kid)).collect();
+        assert_eq!(due.len(), 3, "{due:?}");
+        // ...a running server then issues a token with k1...
+        let issued = event(AuditAction::TokenIssued, Some(org.id));
+        assert!(db.record_issuance(&org.id.to_string(), "j-k1", t + Duration::seconds(60), t, Some((org.id, "k1")), &issued).unwrap());
+        let events_before = audit_count(&db);
+        // ...and the removal, asked for all three, keeps k1.
+        let removal = |o: OrganisationId, kids: &[String]| NewAuditEvent {
+            details: serde_json::json!({ "kids": kids }),
+            ..event(AuditAction::KeysRemoved, Some(o))
+        };
+        let mut removed = db.remove_idle_keys(&due, lifecycle.idle_before(t), &removal).unwrap();
+        removed.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(removed, [(org.id, "k2".to_owned()), (other.id, "o1".to_owned())]);
+        assert_eq!(db.list_keys(org.id).unwrap().iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), ["k1", "k3"]);
+        assert!(db.list_keys(other.id).unwrap().is_empty());
+        // One event per organisation that lost keys, naming only what went.
+        let events = db.list_events(0, 1000).unwrap();
+        assert_eq!(events.len(), events_before + 2);
+        let ours = events.iter().find(|e| e.action == "keys.removed" && e.subject_id.as_deref() == Some(org.id.to_string().as_str())).unwrap();
+        assert_eq!(ours.details["kids"], serde_json::json!(["k2"]));
+        // Nothing still idle: nothing removed, nothing recorded.
+        assert!(db.remove_idle_keys(&[(org.id, "k1".into())], lifecycle.idle_before(t), &removal).unwrap().is_empty());
+        assert_eq!(db.list_events(0, 1000).unwrap().len(), events_before + 2);
+    }
+
+    fn expired_jtis_are_purged_in_bounded_batches(backend) {
+        use gateway_domain::ReplayCache;
+        let test = TestDatabase::new(backend);
+        let db = test.open();
+        let t0 = now();
+        for i in 0..7 {
+            assert!(db.remember("client", &format!("old-{i}"), t0 - Duration::seconds(i + 1), t0 - Duration::seconds(600)).unwrap());
+        }
+        for i in 0..2 {
+            assert!(db.remember("client", &format!("live-{i}"), t0 + Duration::seconds(60), t0).unwrap());
+        }
+        assert_eq!(db.purge_expired(t0, 3).unwrap(), 3);
+        assert_eq!(db.purge_expired(t0, 3).unwrap(), 3);
+        assert_eq!(db.purge_expired(t0, 3).unwrap(), 1);
+        assert_eq!(db.purge_expired(t0, 3).unwrap(), 0);
+        // Unexpired entries stay: they are still replays.
+        for i in 0..2 {
+            assert!(!db.remember("client", &format!("live-{i}"), t0 + Duration::seconds(60), t0).unwrap());
+        }
+        assert_eq!(db.purge_expired(t0 + Duration::seconds(61), 3).unwrap(), 2);
     }
 
     fn a_jti_is_accepted_once_until_it_expires(backend) {
@@ -467,7 +529,7 @@ backend_tests! {
         assert!(db.remember("client-b", "jti-1", until, t0).unwrap(), "per client");
         // After expiry the pair may be used again (the assertion itself would be expired).
         assert!(db.remember("client-a", "jti-1", until + Duration::seconds(60), until + Duration::seconds(1)).unwrap());
-        assert_eq!(db.purge_expired(until + Duration::seconds(500)).unwrap(), 2);
+        assert_eq!(db.purge_expired(until + Duration::seconds(500), 100).unwrap(), 2);
     }
 
     fn concurrent_replays_have_one_winner(backend) {

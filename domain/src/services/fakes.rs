@@ -379,12 +379,13 @@ impl PartnerKeyRepository for Fake {
     fn all_keys(&self) -> Result<Vec<(OrganisationId, PartnerKey)>, RepositoryError> {
         Ok(Vec::new())
     }
-    fn remove_keys(
+    fn remove_idle_keys(
         &self,
         _: &[(OrganisationId, String)],
-        _: &[NewAuditEvent],
-    ) -> Result<usize, RepositoryError> {
-        Ok(0)
+        _: DateTime<Utc>,
+        _: &dyn Fn(OrganisationId, &[String]) -> NewAuditEvent,
+    ) -> Result<Vec<(OrganisationId, String)>, RepositoryError> {
+        Ok(Vec::new())
     }
 }
 
