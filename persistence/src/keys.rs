@@ -173,8 +173,10 @@ impl PartnerKeyRepository for Database {
                     removed.push((*organisation, kid.clone()));
                 }
             }
-            let mut by_organisation: std::collections::BTreeMap<String, (OrganisationId, Vec<String>)> =
-                std::collections::BTreeMap::new();
+            let mut by_organisation: std::collections::BTreeMap<
+                String,
+                (OrganisationId, Vec<String>),
+            > = std::collections::BTreeMap::new();
             for (organisation, kid) in &removed {
                 by_organisation
                     .entry(organisation.to_string())

@@ -32,6 +32,8 @@ fn seal_all(db: &dyn AuditRepository) {
 
 backend_tests! {
     fn eight_writers_two_sequencers_and_a_reader_never_skip_or_fork(backend) {
+        // SQLite half: the threads share one process, whose writers take turns on its
+        // in-process write lock, so the sequencers cannot race there (PostgreSQL's can).
         const WRITERS: usize = 8;
         const EACH: usize = 60;
         let test = TestDatabase::new(backend);

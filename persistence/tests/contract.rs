@@ -174,6 +174,8 @@ backend_tests! {
     }
 
     fn concurrent_verifications_of_one_domain_have_one_winner(backend) {
+        // SQLite half: these threads share one process, whose writers take turns on its
+        // in-process write lock, so they cannot race; tests/processes.rs races two processes.
         let test = TestDatabase::new(backend);
         let db = Arc::new(test.open());
         let orgs: Vec<_> = (0..4).map(|i| register(&db, &format!("RACE{i}"), &["contested.example.org"]).unwrap()).collect();
@@ -197,6 +199,8 @@ backend_tests! {
     }
 
     fn a_claim_verified_meanwhile_keeps_its_first_verification(backend) {
+        // SQLite half: these threads share one process, whose writers take turns on its
+        // in-process write lock, so they cannot race; tests/processes.rs races two processes.
         let test = TestDatabase::new(backend);
         let db = Arc::new(test.open());
         let org = register(&db, "VV001", &["one.example.org"]).unwrap();
@@ -533,6 +537,8 @@ backend_tests! {
     }
 
     fn concurrent_replays_have_one_winner(backend) {
+        // SQLite half: these threads share one process, whose writers take turns on its
+        // in-process write lock, so they cannot race; tests/processes.rs races two processes.
         use gateway_domain::ReplayCache;
         let test = TestDatabase::new(backend);
         let db = Arc::new(test.open());
@@ -606,6 +612,8 @@ backend_tests! {
 
 backend_tests! {
     fn concurrent_key_replacements_all_succeed(backend) {
+        // SQLite half: these threads share one process, whose writers take turns on its
+        // in-process write lock, so they cannot race; tests/processes.rs races two processes.
         use gateway_domain::PartnerKeyRepository;
         let test = TestDatabase::new(backend);
         let db = Arc::new(test.open());
@@ -915,6 +923,8 @@ mod onboarding {
         }
 
         fn concurrent_judgements_have_one_winner(backend) {
+            // SQLite half: these threads share one process, whose writers take turns on its
+            // in-process write lock, so they cannot race; tests/processes.rs races two processes.
             let test = TestDatabase::new(backend);
             let db = Arc::new(test.open());
             let org = register(&db, "AB123", &["one.example.org"]).unwrap();
@@ -1045,6 +1055,8 @@ mod onboarding {
         }
 
         fn concurrent_approvals_have_one_winner(backend) {
+            // SQLite half: these threads share one process, whose writers take turns on its
+            // in-process write lock, so they cannot race; tests/processes.rs races two processes.
             let test = TestDatabase::new(backend);
             let db = Arc::new(test.open());
             let org = register(&db, "AB123", &["one.example.org"]).unwrap();
@@ -1068,6 +1080,8 @@ mod onboarding {
         }
 
         fn concurrent_approvals_of_one_ods_code_have_one_winner(backend) {
+            // SQLite half: these threads share one process, whose writers take turns on its
+            // in-process write lock, so they cannot race; tests/processes.rs races two processes.
             let test = TestDatabase::new(backend);
             let db = Arc::new(test.open());
             // Four registrations name one ODS code (allowed); each has an agreement to approve.

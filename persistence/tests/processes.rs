@@ -24,8 +24,9 @@ const DB_FILE: &str = "GW_RACE_DB";
 const WORK_DIR: &str = "GW_RACE_DIR";
 const NAME: &str = "GW_RACE_NAME";
 const ORGANISATION: &str = "GW_RACE_ORGANISATION";
-/// How many things each race claims.
-const CLAIMS: usize = 60;
+/// How many things each race claims: enough that, with deferred SQLite transactions (before
+/// `BEGIN IMMEDIATE`), a side regularly ended with `Unavailable("database is locked")`.
+const CLAIMS: usize = 200;
 
 fn event(action: AuditAction, subject: OrganisationId) -> NewAuditEvent {
     NewAuditEvent {
@@ -71,23 +72,37 @@ fn race_helper() {
         let outcome = match role.as_str() {
             "jti" => {
                 let now = Utc::now();
-                match db.remember("client", &format!("jti-{i}"), now + chrono::Duration::seconds(600), now) {
+                match db.remember(
+                    "client",
+                    &format!("jti-{i}"),
+                    now + chrono::Duration::seconds(600),
+                    now,
+                ) {
                     Ok(true) => "won".to_owned(),
                     Ok(false) => "replay".to_owned(),
                     Err(error) => format!("error {error:?}"),
                 }
             }
             "verify" => {
-                let org = OrganisationId::from_uuid(std::env::var(ORGANISATION).unwrap().parse().unwrap());
+                let org = OrganisationId::from_uuid(
+                    std::env::var(ORGANISATION).unwrap().parse().unwrap(),
+                );
                 let verification = Verification {
                     at: Utc::now().trunc_subsecs(6),
                     method: VerificationMethod::Dns,
                     by: None,
                     reason: None,
                 };
-                match db.verify_domain(org, &EmailDomain::parse(&domain(i)).unwrap(), &verification, &event(AuditAction::DomainVerified, org)) {
+                match db.verify_domain(
+                    org,
+                    &EmailDomain::parse(&domain(i)).unwrap(),
+                    &verification,
+                    &event(AuditAction::DomainVerified, org),
+                ) {
                     Ok(_) => "won".to_owned(),
-                    Err(RepositoryError::Conflict(Conflict::DomainTaken(taken))) => format!("taken {taken}"),
+                    Err(RepositoryError::Conflict(Conflict::DomainTaken(taken))) => {
+                        format!("taken {taken}")
+                    }
                     Err(error) => format!("error {error:?}"),
                 }
             }
@@ -98,10 +113,22 @@ fn race_helper() {
     std::fs::write(dir.join(format!("result-{name}")), lines.join("\n")).unwrap();
 }
 
-fn start(role: &str, file: &Path, dir: &Path, name: &str, organisation: Option<OrganisationId>) -> Child {
+fn start(
+    role: &str,
+    file: &Path,
+    dir: &Path,
+    name: &str,
+    organisation: Option<OrganisationId>,
+) -> Child {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
-        .args(["race_helper", "--exact", "--ignored", "--test-threads=1", "--quiet"])
+        .args([
+            "race_helper",
+            "--exact",
+            "--ignored",
+            "--test-threads=1",
+            "--quiet",
+        ])
         .env(ROLE, role)
         .env(DB_FILE, file)
         .env(WORK_DIR, dir)
@@ -113,8 +140,14 @@ fn start(role: &str, file: &Path, dir: &Path, name: &str, organisation: Option<O
 }
 
 /// Runs the two sides at once; returns each side's outcome per claim.
-fn race(test: &TestDatabase, role: &str, organisations: [Option<OrganisationId>; 2]) -> [Vec<String>; 2] {
-    let DatabaseUrl::Sqlite(file) = &test.url else { panic!("a SQLite race") };
+fn race(
+    test: &TestDatabase,
+    role: &str,
+    organisations: [Option<OrganisationId>; 2],
+) -> [Vec<String>; 2] {
+    let DatabaseUrl::Sqlite(file) = &test.url else {
+        panic!("a SQLite race")
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut children: Vec<Child> = ["a", "b"]
         .iter()
@@ -123,7 +156,10 @@ fn race(test: &TestDatabase, role: &str, organisations: [Option<OrganisationId>;
         .collect();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !(dir.path().join("ready-a").exists() && dir.path().join("ready-b").exists()) {
-        assert!(Instant::now() < deadline, "the helper processes did not start");
+        assert!(
+            Instant::now() < deadline,
+            "the helper processes did not start"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     std::fs::write(dir.path().join("go"), "").unwrap();
@@ -132,7 +168,10 @@ fn race(test: &TestDatabase, role: &str, organisations: [Option<OrganisationId>;
     }
     ["a", "b"].map(|name| {
         let text = std::fs::read_to_string(dir.path().join(format!("result-{name}"))).unwrap();
-        let outcomes: Vec<String> = text.lines().map(|l| l.split_once(' ').unwrap().1.to_owned()).collect();
+        let outcomes: Vec<String> = text
+            .lines()
+            .map(|l| l.split_once(' ').unwrap().1.to_owned())
+            .collect();
         assert_eq!(outcomes.len(), CLAIMS);
         outcomes
     })
@@ -146,7 +185,11 @@ fn two_processes_remembering_the_same_jtis_have_one_winner_each() {
     for i in 0..CLAIMS {
         let mut pair = [a[i].as_str(), b[i].as_str()];
         pair.sort_unstable();
-        assert_eq!(pair, ["replay", "won"], "jti-{i}: one process records it, the other sees a replay");
+        assert_eq!(
+            pair,
+            ["replay", "won"],
+            "jti-{i}: one process records it, the other sees a replay"
+        );
     }
 }
 
@@ -163,13 +206,29 @@ fn two_processes_verifying_the_same_domains_have_one_winner_each() {
             category: "hospice".into(),
             exchange_version: "exchange_2019".into(),
             domains: domains.clone(),
-            ig_lead: ContactForm { name: "Ada".into(), email: "ada@example.org".into() },
-            technical: ContactForm { name: "Alan".into(), email: "alan@example.org".into() },
+            ig_lead: ContactForm {
+                name: "Ada".into(),
+                email: "ada@example.org".into(),
+            },
+            technical: ContactForm {
+                name: "Alan".into(),
+                email: "alan@example.org".into(),
+            },
             business_need: "Our hospice nurses need the address book.".into(),
         })
         .unwrap();
-        let credential = CredentialDigest { selector: format!("sel-{ods}"), secret_sha256: "hash".into() };
-        db.create(id, &form, &credential, Utc::now().trunc_subsecs(6), &event(AuditAction::OrganisationRegistered, id)).unwrap();
+        let credential = CredentialDigest {
+            selector: format!("sel-{ods}"),
+            secret_sha256: "hash".into(),
+        };
+        db.create(
+            id,
+            &form,
+            &credential,
+            Utc::now().trunc_subsecs(6),
+            &event(AuditAction::OrganisationRegistered, id),
+        )
+        .unwrap();
         id
     });
     drop(db);
@@ -178,13 +237,26 @@ fn two_processes_verifying_the_same_domains_have_one_winner_each() {
         let taken = format!("taken {}", domain(i));
         let mut pair = [a[i].as_str(), b[i].as_str()];
         pair.sort_unstable();
-        assert_eq!(pair, [taken.as_str(), "won"], "{}: one process verifies it, the other gets DomainTaken", domain(i));
+        assert_eq!(
+            pair,
+            [taken.as_str(), "won"],
+            "{}: one process verifies it, the other gets DomainTaken",
+            domain(i)
+        );
     }
     // And the store agrees: each domain is verified for exactly one of them.
     let db = test.open();
     let verified: usize = organisations
         .iter()
-        .map(|id| db.get(*id).unwrap().unwrap().domains.iter().filter(|d| d.verification.is_some()).count())
+        .map(|id| {
+            db.get(*id)
+                .unwrap()
+                .unwrap()
+                .domains
+                .iter()
+                .filter(|d| d.verification.is_some())
+                .count()
+        })
         .sum();
     assert_eq!(verified, CLAIMS);
 }

@@ -204,17 +204,27 @@ fn shape(db: &Database) -> Shape {
     let mut keys: std::collections::BTreeMap<String, Vec<(i32, String)>> = Default::default();
     for c in columns {
         let rowid_alias = c.sole_key == 1;
-        shape.types.insert((c.table_name.clone(), c.column_name.clone(), kind_of(&c.declared, rowid_alias)));
+        shape.types.insert((
+            c.table_name.clone(),
+            c.column_name.clone(),
+            kind_of(&c.declared, rowid_alias),
+        ));
         if c.key_position > 0 {
-            keys.entry(c.table_name).or_default().push((c.key_position, c.column_name));
+            keys.entry(c.table_name)
+                .or_default()
+                .push((c.key_position, c.column_name));
         }
     }
     for (table, mut columns) in keys {
         columns.sort();
-        shape.primary_keys.insert((table, columns.into_iter().map(|(_, c)| c).collect()));
+        shape
+            .primary_keys
+            .insert((table, columns.into_iter().map(|(_, c)| c).collect()));
     }
-    let mut indexes: std::collections::BTreeMap<(String, String), (bool, bool, Vec<(i32, String)>)> =
-        Default::default();
+    let mut indexes: std::collections::BTreeMap<
+        (String, String),
+        (bool, bool, Vec<(i32, String)>),
+    > = Default::default();
     for c in index_columns.into_iter().filter(|c| c.is_primary == 0) {
         indexes
             .entry((c.table_name, c.index_name))
@@ -226,7 +236,12 @@ fn shape(db: &Database) -> Shape {
         .into_iter()
         .map(|((table, _), (unique, partial, mut columns))| {
             columns.sort();
-            (table, columns.into_iter().map(|(_, c)| c).collect(), unique, partial)
+            (
+                table,
+                columns.into_iter().map(|(_, c)| c).collect(),
+                unique,
+                partial,
+            )
         })
         .collect();
     shape.indexes.sort();
@@ -259,8 +274,16 @@ fn differences<T: Ord + Clone + std::fmt::Debug>(sqlite: &[T], postgres: &[T]) -
 
 /// What differs between the two shapes, as a report; empty when they match.
 fn compare(s: &Shape, p: &Shape) -> String {
-    let unmapped: Vec<_> = s.types.iter().chain(&p.types).filter(|t| t.2.starts_with("unmapped:")).collect();
-    assert!(unmapped.is_empty(), "map these types to a kind in kind_of: {unmapped:?}");
+    let unmapped: Vec<_> = s
+        .types
+        .iter()
+        .chain(&p.types)
+        .filter(|t| t.2.starts_with("unmapped:"))
+        .collect();
+    assert!(
+        unmapped.is_empty(),
+        "map these types to a kind in kind_of: {unmapped:?}"
+    );
     let listed = |set: &BTreeSet<_>| set.iter().cloned().collect::<Vec<_>>();
     let types = differences(&listed(&s.types), &listed(&p.types));
     let keys = differences(
@@ -283,8 +306,16 @@ fn both_backends_have_the_same_types_keys_and_indexes() {
     let sqlite = TestDatabase::new(Backend::Sqlite);
     let postgres = TestDatabase::new(Backend::Postgres);
     let (s, p) = (shape(&sqlite.open()), shape(&postgres.open()));
-    assert!(s.indexes.iter().any(|i| i.2), "expected unique indexes: {:?}", s.indexes);
-    assert!(s.primary_keys.len() > 10, "expected primary keys: {:?}", s.primary_keys);
+    assert!(
+        s.indexes.iter().any(|i| i.2),
+        "expected unique indexes: {:?}",
+        s.indexes
+    );
+    assert!(
+        s.primary_keys.len() > 10,
+        "expected primary keys: {:?}",
+        s.primary_keys
+    );
     let report = compare(&s, &p);
     assert!(report.is_empty(), "{report}");
 }
@@ -295,15 +326,39 @@ fn the_parity_check_sees_types_keys_and_unique_indexes_that_differ() {
     let sqlite = TestDatabase::new(Backend::Sqlite);
     let postgres = TestDatabase::new(Backend::Postgres);
     let (sqlite_db, postgres_db) = (sqlite.open(), postgres.open());
-    execute(&sqlite_db, "CREATE TABLE parity_probe (a TEXT NOT NULL, b BIGINT NOT NULL, PRIMARY KEY (a, b))");
-    execute(&postgres_db, "CREATE TABLE parity_probe (a TEXT NOT NULL, b INTEGER NOT NULL, PRIMARY KEY (a))");
-    execute(&sqlite_db, "CREATE UNIQUE INDEX parity_probe_b ON parity_probe (b)");
-    execute(&postgres_db, "CREATE INDEX parity_probe_b ON parity_probe (b)");
+    execute(
+        &sqlite_db,
+        "CREATE TABLE parity_probe (a TEXT NOT NULL, b BIGINT NOT NULL, PRIMARY KEY (a, b))",
+    );
+    execute(
+        &postgres_db,
+        "CREATE TABLE parity_probe (a TEXT NOT NULL, b INTEGER NOT NULL, PRIMARY KEY (a))",
+    );
+    execute(
+        &sqlite_db,
+        "CREATE UNIQUE INDEX parity_probe_b ON parity_probe (b)",
+    );
+    execute(
+        &postgres_db,
+        "CREATE INDEX parity_probe_b ON parity_probe (b)",
+    );
     let report = compare(&shape(&sqlite_db), &shape(&postgres_db));
-    assert!(report.contains(r#"("parity_probe", "b", "int64")"#), "{report}");
-    assert!(report.contains(r#"("parity_probe", ["a", "b"])"#), "{report}");
-    assert!(report.contains(r#"("parity_probe", ["b"], true, false)"#), "{report}");
-    assert!(!report.contains("partner_keys"), "only the probe differs: {report}");
+    assert!(
+        report.contains(r#"("parity_probe", "b", "int64")"#),
+        "{report}"
+    );
+    assert!(
+        report.contains(r#"("parity_probe", ["a", "b"])"#),
+        "{report}"
+    );
+    assert!(
+        report.contains(r#"("parity_probe", ["b"], true, false)"#),
+        "{report}"
+    );
+    assert!(
+        !report.contains("partner_keys"),
+        "only the probe differs: {report}"
+    );
 }
 
 fn down_migrations_undo_up_migrations(backend: Backend) {
