@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use gateway_domain::accreditation::parse_secure_domain_list;
 use gateway_domain::{
-    Actor, AuditAction, AuditRepository, Clock, NewAuditEvent, PartnerKeyRepository, ReplayCache,
+    Actor, AuditAction, AuditRepository, Clock, NewAuditEvent, PartnerKeyRepository,
     SecureDomainRepository, SigningKeyRepository, SystemClock,
 };
 
