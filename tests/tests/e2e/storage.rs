@@ -63,7 +63,7 @@ async fn cli_writes_beside_a_running_server_cause_no_503() {
     let app = TestApp::spawn(Backend::Sqlite).await;
     let mut cli = Command::new(std::env::current_exe().unwrap())
         .args(["storage::cli_helper", "--exact", "--ignored", "--quiet"])
-        .env(CLI_ROUNDS, "12")
+        .env(CLI_ROUNDS, "40")
         .env("GATEWAY__DATABASE__URL", app.database.url.expose())
         .env(
             "GATEWAY__AUTH__KEY_ENCRYPTION_KEY",
@@ -109,6 +109,7 @@ async fn cli_writes_beside_a_running_server_cause_no_503() {
         refused.len()
     );
     assert!(n >= 8, "the server's writes ran while the CLI wrote ({n})");
+    eprintln!("{n} registrations while the CLI wrote");
     let db = app.open_database();
     assert_eq!(
         count(&db, "SELECT count(*) AS n FROM organisations"),
