@@ -1149,7 +1149,9 @@ mod onboarding {
             assert!(db.events_about("organisation", "nobody", 10).unwrap().is_empty());
         }
     }
+}
 
+backend_tests! {
     fn window_counters_count_every_racing_hit_once(backend) {
         use gateway_domain::RateLimitStore;
         let test = TestDatabase::new(backend);
