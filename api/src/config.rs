@@ -70,6 +70,11 @@ pub struct AuthSettings {
     pub replay_purge_interval_seconds: u64,
     pub key_encryption_key: SecretString,
     pub key_encryption_key_file: String,
+    /// Refused token requests per client address and minute, across replicas; then 429.
+    pub failed_assertions_per_minute: u32,
+    /// Failed assertions per claimed client id and minute (per replica) before further
+    /// refusals for it answer 429; a valid assertion is never refused by this.
+    pub failed_assertions_per_client_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +100,8 @@ pub struct OidcSettings {
     pub bearer_people: BearerPeople,
     pub cookie_secure: bool,
     pub session_key: SecretString,
+    /// Failed sign-ins (`/auth/callback`) per client address and minute, across replicas.
+    pub failed_sign_ins_per_minute: u32,
 }
 
 /// Which provider bearer tokens count as a person's (only people change state).
@@ -122,6 +129,11 @@ pub struct ServerSettings {
     pub json_body_limit_bytes: usize,
     pub shutdown_timeout_seconds: u64,
     pub workers: usize,
+    /// Proxies (IP addresses or CIDRs) whose `X-Forwarded-For` names the client; empty: the
+    /// TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
+    /// How many client addresses the in-memory rate limiters remember (least recent forgotten).
+    pub rate_limit_tracked_clients: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -185,7 +197,8 @@ impl Settings {
                 .separator("__")
                 .try_parsing(true)
                 .list_separator(",")
-                .with_list_parse_key("dns.nameservers"),
+                .with_list_parse_key("dns.nameservers")
+                .with_list_parse_key("server.trusted_proxies"),
         );
         let settings: Settings = builder
             .build()
@@ -210,6 +223,18 @@ impl Settings {
         anyhow::ensure!(
             self.registration.rate_limit_per_minute >= 1 && self.registration.rate_limit_burst >= 1,
             "registration.rate_limit_per_minute and rate_limit_burst must be at least 1"
+        );
+        crate::client_address::TrustedProxies::parse(&self.server.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?;
+        anyhow::ensure!(
+            self.auth.failed_assertions_per_minute >= 1
+                && self.auth.failed_assertions_per_client_per_minute >= 1
+                && self.oidc.failed_sign_ins_per_minute >= 1,
+            "auth.failed_assertions_per_minute, auth.failed_assertions_per_client_per_minute and oidc.failed_sign_ins_per_minute must be at least 1"
+        );
+        anyhow::ensure!(
+            self.server.rate_limit_tracked_clients >= 1024,
+            "server.rate_limit_tracked_clients must be at least 1024"
         );
         anyhow::ensure!(
             (1..=600).contains(&self.auth.access_token_lifetime_seconds),

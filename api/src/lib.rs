@@ -1,8 +1,10 @@
 //! The Federation Gateway HTTP service: routes, wire types, authentication extractors,
 //! problem+json errors, configuration and start-up.
 
+pub mod abuse;
 pub mod audit_log;
 pub mod auth;
+pub mod client_address;
 pub mod commands;
 pub mod config;
 pub mod credentials;

@@ -16,16 +16,17 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use gateway_domain::services::Services;
 
+use crate::abuse::{AbuseGuard, AbuseLimits, Flusher};
 use crate::auth::assertion::AssertionRules;
 use crate::auth::detached::JoseSignatures;
 use crate::auth::jwk::check_key_set;
 use crate::auth::oidc::Oidc;
 use crate::auth::session::SessionCodec;
 use crate::auth::signing::{KeyEncryptionKey, SigningKeys};
+use crate::client_address::TrustedProxies;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::extract::JsonLimit;
-use crate::rate_limit::RateLimiter;
 use crate::state::{AppState, AuthPolicy, Publisher};
 use crate::telemetry;
 
@@ -118,12 +119,32 @@ fn load_publisher(
     }))
 }
 
+/// How often the server flushes finished minutes of failure counters into audit records.
+const FLUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The abuse limits from configuration.
+pub fn abuse_limits(settings: &Settings) -> anyhow::Result<AbuseLimits> {
+    Ok(AbuseLimits {
+        trusted_proxies: TrustedProxies::parse(&settings.server.trusted_proxies)
+            .map_err(|e| anyhow::anyhow!("server.trusted_proxies: {e}"))?,
+        registrations_per_minute: settings.registration.rate_limit_per_minute,
+        registration_burst: settings.registration.rate_limit_burst,
+        failed_assertions_per_minute: settings.auth.failed_assertions_per_minute,
+        failed_assertions_per_client_per_minute: settings
+            .auth
+            .failed_assertions_per_client_per_minute,
+        failed_sign_ins_per_minute: settings.oidc.failed_sign_ins_per_minute,
+        tracked_clients: settings.server.rate_limit_tracked_clients,
+    })
+}
+
 pub struct Application {
     port: u16,
     server: Server,
     sequencer: crate::audit_log::Sequencer,
     /// Stops (when the application is dropped) after the server.
     _replay_purger: crate::housekeeping::ReplayPurger,
+    flusher: Flusher,
 }
 
 impl std::fmt::Debug for Application {
@@ -181,6 +202,7 @@ impl Application {
             clock.clone(),
             std::time::Duration::from_secs(settings.auth.replay_purge_interval_seconds),
         );
+        let flusher = Flusher::start(db.clone(), clock.clone(), FLUSH_INTERVAL);
         let state = AppState {
             page_tokens,
             audit_keys,
@@ -193,9 +215,10 @@ impl Application {
             health: db.clone(),
             clock: clock.clone(),
             public_base_url: public_base_url.clone(),
-            registration_limiter: Arc::new(RateLimiter::per_minute(
-                settings.registration.rate_limit_per_minute,
-                settings.registration.rate_limit_burst,
+            abuse: Arc::new(AbuseGuard::new(
+                abuse_limits(settings)?,
+                db.clone(),
+                clock.clone(),
             )),
             backend_name: db.backend().name(),
             signing,
@@ -262,6 +285,7 @@ impl Application {
             server: server.run(),
             sequencer,
             _replay_purger: replay_purger,
+            flusher,
         })
     }
 
@@ -280,14 +304,18 @@ impl Application {
             server,
             mut sequencer,
             _replay_purger: replay_purger,
+            mut flusher,
             ..
         } = self;
         let served = server.await;
         drop(replay_purger);
         // Seal what the last requests wrote before the process goes.
-        actix_web::rt::task::spawn_blocking(move || sequencer.stop())
-            .await
-            .ok();
+        actix_web::rt::task::spawn_blocking(move || {
+            flusher.stop();
+            sequencer.stop()
+        })
+        .await
+        .ok();
         served
     }
 }

@@ -10,11 +10,11 @@ use gateway_domain::{
 
 use gateway_domain::services::Services;
 
+use crate::abuse::AbuseGuard;
 use crate::auth::assertion::AssertionRules;
 use crate::auth::oidc::Oidc;
 use crate::auth::session::SessionCodec;
 use crate::auth::signing::SigningKeys;
-use crate::rate_limit::RateLimiter;
 
 /// The internal directory publisher: a client configured rather than registered.
 #[derive(Debug, Clone)]
@@ -41,7 +41,8 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// This gateway's public address (configured, or the bound address).
     pub public_base_url: String,
-    pub registration_limiter: Arc<RateLimiter>,
+    /// Rate limits and failed-attempt lock-outs per client address.
+    pub abuse: Arc<AbuseGuard>,
     pub backend_name: &'static str,
     pub signing: Arc<SigningKeys>,
     pub auth: AuthPolicy,

@@ -132,6 +132,63 @@ pub struct NewAuditEvent {
     pub details: serde_json::Value,
 }
 
+/// The most characters an audit record keeps of any one string in its details: a backstop
+/// under every writer, so no caller can make the trail store a body's worth of text.
+pub const MAX_DETAIL_CHARS: usize = 1024;
+/// The most characters kept of a record's subject, actor or request id.
+pub const MAX_ID_CHARS: usize = 256;
+/// How much of an unauthenticated caller's input (a claimed client id, a provider's error
+/// code) a record keeps: enough to recognise it, never enough to store a payload.
+pub const EXCERPT_CHARS: usize = 64;
+
+/// At most `max` characters of `raw`, marked with a trailing `…` when cut.
+pub fn excerpt(raw: &str, max: usize) -> String {
+    match raw.char_indices().nth(max) {
+        None => raw.to_owned(),
+        Some((cut, _)) => {
+            let mut short = raw[..cut.min(raw.len())].to_owned();
+            short.pop();
+            short.push('…');
+            short
+        }
+    }
+}
+
+/// `details` with every string (values and keys, at any depth) cut to [`MAX_DETAIL_CHARS`].
+pub fn bound_details(details: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match details {
+        Value::String(s) => Value::String(excerpt(s, MAX_DETAIL_CHARS)),
+        Value::Array(items) => Value::Array(items.iter().map(bound_details).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (excerpt(k, MAX_DETAIL_CHARS), bound_details(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+impl NewAuditEvent {
+    /// The event as it may be stored: every caller-reachable string bounded.
+    pub fn bounded(&self) -> Self {
+        Self {
+            occurred_at: self.occurred_at,
+            actor: match &self.actor {
+                Actor::Operator(n) => Actor::Operator(excerpt(n, MAX_ID_CHARS)),
+                Actor::Reviewer(n) => Actor::Reviewer(excerpt(n, MAX_ID_CHARS)),
+                Actor::Publisher(n) => Actor::Publisher(excerpt(n, MAX_ID_CHARS)),
+                other => other.clone(),
+            },
+            action: self.action,
+            subject_type: self.subject_type,
+            subject_id: self.subject_id.as_deref().map(|s| excerpt(s, MAX_ID_CHARS)),
+            request_id: self.request_id.as_deref().map(|s| excerpt(s, MAX_ID_CHARS)),
+            details: bound_details(&self.details),
+        }
+    }
+}
+
 /// An event as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditEvent {
@@ -424,6 +481,40 @@ impl Disclosure {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn excerpts_and_details_are_bounded() {
+        use super::*;
+        assert_eq!(excerpt("short", 64), "short");
+        let long = "é".repeat(70_000);
+        let cut = excerpt(&long, 64);
+        assert_eq!(cut.chars().count(), 64);
+        assert!(cut.ends_with('…'));
+        let details = serde_json::json!({ "a": [long.clone(), {"b": long.clone()}], long.clone(): 1, "n": 5 });
+        let bounded = bound_details(&details);
+        assert!(bounded.to_string().chars().count() < 4 * MAX_DETAIL_CHARS + 100);
+        assert_eq!(bounded["n"], 5);
+        let event = NewAuditEvent {
+            occurred_at: chrono::Utc::now(),
+            actor: Actor::Reviewer(long.clone()),
+            action: AuditAction::ReviewerLogin,
+            subject_type: "reviewer",
+            subject_id: Some(long.clone()),
+            request_id: Some(long),
+            details,
+        }
+        .bounded();
+        assert!(event
+            .actor
+            .id()
+            .is_some_and(|a| a.chars().count() == MAX_ID_CHARS));
+        assert!(event
+            .subject_id
+            .is_some_and(|a| a.chars().count() == MAX_ID_CHARS));
+        assert!(event
+            .request_id
+            .is_some_and(|a| a.chars().count() == MAX_ID_CHARS));
+    }
+
     use super::*;
     use crate::merkle::tests::TestHash;
 

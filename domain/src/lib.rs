@@ -41,7 +41,7 @@ pub use organisation::{
 pub use ports::{
     AgreementRepository, AuditFilter, AuditKey, AuditRepository, Checkpoint, Conflict,
     CredentialDigest, EvidenceRepository, HealthCheck, OrganisationRepository,
-    PartnerKeyRepository, ReplayCache, RepositoryError, SealedRecord, SecureDomainRepository,
-    SigningKeyRepository, StoredCredential, StoredSigningKey,
+    PartnerKeyRepository, RateLimitStore, ReplayCache, RepositoryError, SealedRecord,
+    SecureDomainRepository, SigningKeyRepository, StoredCredential, StoredSigningKey, WindowCount,
 };
 pub use validation::{FieldError, ValidationErrors};

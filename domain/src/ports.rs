@@ -505,3 +505,42 @@ pub trait SigningKeyRepository: Send + Sync {
     /// Removes keys whose retirement time has passed; returns how many.
     fn prune_signing_keys(&self, now: DateTime<Utc>) -> Result<usize, RepositoryError>;
 }
+
+/// One fixed-window counter: how often `key` hit the limit `limit` in the minute that starts
+/// at `window_start` (seconds since the Unix epoch), with the last hit's short note.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowCount {
+    pub limit: String,
+    pub key: String,
+    pub window_start: i64,
+    pub hits: i64,
+    pub note: Option<String>,
+}
+
+/// Fixed-window counters shared by every replica through the database: the rate limits that
+/// must hold across replicas, and the counts behind aggregated failure audit records.
+pub trait RateLimitStore: Send + Sync {
+    /// Adds one hit to `(limit, key, window_start)` in one statement (creating the counter at
+    /// 1) and keeps `note` as its last note; returns the count after this hit. MUST count
+    /// every hit exactly once when replicas race.
+    fn hit(
+        &self,
+        limit: &str,
+        key: &str,
+        window_start: i64,
+        note: Option<&str>,
+    ) -> Result<i64, RepositoryError>;
+
+    /// The count of `(limit, key, window_start)`; 0 when there is no counter.
+    fn hits(&self, limit: &str, key: &str, window_start: i64) -> Result<i64, RepositoryError>;
+
+    /// Removes every counter whose window started before `before`, and in the same
+    /// transaction appends the audit events `audit` makes of them (`None`: no record). MUST
+    /// hand each counter to `audit` once only, also when replicas flush at once. Returns how
+    /// many counters were removed.
+    fn flush_windows(
+        &self,
+        before: i64,
+        audit: &dyn Fn(&WindowCount) -> Option<NewAuditEvent>,
+    ) -> Result<usize, RepositoryError>;
+}

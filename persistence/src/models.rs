@@ -152,7 +152,10 @@ pub(crate) struct NewAuditRow {
 }
 
 impl NewAuditRow {
+    /// Every string bounded first ([`NewAuditEvent::bounded`]): whatever a writer passed, a
+    /// record never stores more than a short excerpt of a caller's text.
     pub fn from_event(event: &NewAuditEvent) -> Self {
+        let event = &event.bounded();
         Self {
             organisation_id: event.organisation(),
             id: Uuid::now_v7().to_string(),

@@ -210,3 +210,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     agreements,
     organisations
 );
+
+diesel::table! {
+    rate_limit_counters (limit_name, client_key, window_start) {
+        limit_name -> Text,
+        client_key -> Text,
+        window_start -> BigInt,
+        hits -> BigInt,
+        note -> Nullable<Text>,
+    }
+}

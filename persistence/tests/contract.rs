@@ -1226,3 +1226,94 @@ mod onboarding {
         }
     }
 }
+
+backend_tests! {
+    fn window_counters_count_every_racing_hit_once(backend) {
+        use gateway_domain::RateLimitStore;
+        let test = TestDatabase::new(backend);
+        let db = Arc::new(test.open());
+        assert_eq!(db.hits("limit", "198.51.100.7", 600).unwrap(), 0);
+        // Two handles on one database: two replicas.
+        let replicas = [db.clone(), Arc::new(test.open())];
+        let barrier = Arc::new(Barrier::new(8));
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let (db, barrier) = (replicas[i % 2].clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    (0..5).map(|_| db.hit("limit", "198.51.100.7", 600, Some("n")).unwrap()).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut seen: Vec<i64> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=40).collect::<Vec<_>>(), "each hit sees the count it made");
+        assert_eq!(db.hits("limit", "198.51.100.7", 600).unwrap(), 40);
+        assert_eq!(db.hits("limit", "198.51.100.7", 660).unwrap(), 0, "per window");
+        assert_eq!(db.hits("other", "198.51.100.7", 600).unwrap(), 0, "per limit");
+        assert_eq!(db.hits("limit", "198.51.100.8", 600).unwrap(), 0, "per key");
+    }
+
+    fn finished_windows_are_flushed_into_audit_records_once(backend) {
+        use gateway_domain::{RateLimitStore, WindowCount};
+        let test = TestDatabase::new(backend);
+        let db = Arc::new(test.open());
+        for _ in 0..3 {
+            db.hit("audited", "192.0.2.1", 600, Some("first")).unwrap();
+        }
+        db.hit("audited", "192.0.2.1", 600, Some("last")).unwrap();
+        db.hit("audited", "192.0.2.1", 660, None).unwrap();
+        db.hit("quiet", "192.0.2.1", 600, None).unwrap();
+        let record = |count: &WindowCount| {
+            (count.limit == "audited").then(|| NewAuditEvent {
+                subject_type: "client_address",
+                subject_id: Some(count.key.clone()),
+                details: serde_json::json!({ "count": count.hits, "minute": count.window_start, "last": count.note }),
+                ..event(AuditAction::AssertionRejected, None)
+            })
+        };
+        // Two replicas flush at once: each finished counter is audited once.
+        let barrier = Arc::new(Barrier::new(2));
+        let handles: Vec<_> = [db.clone(), Arc::new(test.open())]
+            .into_iter()
+            .map(|db| {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    db.flush_windows(660, &record).unwrap()
+                })
+            })
+            .collect();
+        let flushed: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(flushed, 2, "the two counters of the finished window");
+        let records: Vec<_> = db.list_events(0, 100).unwrap().into_iter().filter(|e| e.action == "token.assertion_rejected").collect();
+        assert_eq!(records.len(), 1, "{records:?}");
+        assert_eq!(records[0].details["count"], 4);
+        assert_eq!(records[0].details["minute"], 600);
+        assert_eq!(records[0].details["last"], "last");
+        assert_eq!(records[0].subject_id.as_deref(), Some("192.0.2.1"));
+        assert_eq!(db.hits("audited", "192.0.2.1", 600).unwrap(), 0, "removed");
+        assert_eq!(db.hits("quiet", "192.0.2.1", 600).unwrap(), 0, "removed without a record");
+        assert_eq!(db.hits("audited", "192.0.2.1", 660).unwrap(), 1, "the current window stays");
+    }
+
+    fn audit_records_keep_only_bounded_strings(backend) {
+        let test = TestDatabase::new(backend);
+        let db = test.open();
+        let huge = "g".repeat(64 * 1024);
+        let stored = db
+            .append(&NewAuditEvent {
+                subject_id: Some(huge.clone()),
+                request_id: Some(huge.clone()),
+                actor: Actor::Reviewer(huge.clone()),
+                details: serde_json::json!({ "grant_type": huge.clone(), "nested": [{ "kid": huge.clone() }] }),
+                ..event(AuditAction::ReviewerLoginFailed, None)
+            })
+            .unwrap();
+        let size = stored.details.to_string().len()
+            + stored.subject_id.unwrap().len()
+            + stored.request_id.unwrap().len()
+            + stored.actor_id.unwrap().len();
+        assert!(size < 4 * 1024, "{size} bytes stored of a 64 KiB input");
+    }
+}

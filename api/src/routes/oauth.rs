@@ -10,7 +10,11 @@ use gateway_domain::{Actor, AuditAction, NewAuditEvent, OrganisationId, Scope};
 
 use chrono::{DateTime, Utc};
 
+use gateway_domain::audit::{excerpt, EXCERPT_CHARS};
+
+use crate::abuse::{Limit, Limited};
 use crate::auth::assertion::{self, Rejection, VerifiedAssertion, ASSERTION_TYPE};
+use crate::client_address::ClientKey;
 use crate::dto::{
     AuthorizationServerMetadata, JwksResponse, OAuthErrorResponse, TokenRequest, TokenResponse,
 };
@@ -33,9 +37,27 @@ fn oauth_error(rejection: &Rejection) -> HttpResponse {
     }
     response.json(OAuthErrorResponse {
         error: rejection.code().to_owned(),
-        error_description: rejection.description().to_owned(),
+        // Descriptions may quote the caller's input: never echo more than a short excerpt.
+        error_description: excerpt(rejection.description(), MAX_DESCRIPTION_CHARS),
     })
 }
+
+/// 429: too many failed attempts from this address (or in this client's name).
+fn too_many(limited: Limited) -> HttpResponse {
+    HttpResponse::TooManyRequests()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::RETRY_AFTER, limited.retry_after_seconds.to_string()))
+        .json(OAuthErrorResponse {
+            error: "temporarily_unavailable".to_owned(),
+            error_description: format!(
+                "too many failed token requests; retry after {} seconds",
+                limited.retry_after_seconds
+            ),
+        })
+}
+
+/// The longest `error_description` sent.
+const MAX_DESCRIPTION_CHARS: usize = 256;
 
 /// Parses the form body: each parameter at most once (RFC 6749 section 3.2).
 fn form(req: &HttpRequest, body: &[u8]) -> Result<HashMap<String, String>, Rejection> {
@@ -55,7 +77,8 @@ fn form(req: &HttpRequest, body: &[u8]) -> Result<HashMap<String, String>, Rejec
     for (name, value) in pairs {
         if params.insert(name.clone(), value).is_some() {
             return Err(Rejection::InvalidRequest(format!(
-                "parameter {name} is repeated"
+                "parameter {} is repeated",
+                excerpt(&name, EXCERPT_CHARS)
             )));
         }
     }
@@ -69,9 +92,6 @@ fn required<'a>(params: &'a HashMap<String, String>, name: &str) -> Result<&'a s
         .filter(|v| !v.is_empty())
         .ok_or_else(|| Rejection::InvalidRequest(format!("{name} is required")))
 }
-
-/// How much of an unauthenticated caller's input goes into the audit trail.
-const MAX_AUDITED_INPUT: usize = 256;
 
 /// Why a token request did not succeed: the client's fault, or ours.
 enum Failure {
@@ -108,7 +128,8 @@ fn authenticate(
     let grant = required(params, "grant_type")?;
     if grant != "client_credentials" {
         return Err(Rejection::UnsupportedGrantType(format!(
-            "grant_type {grant} is not supported: use client_credentials"
+            "grant_type {} is not supported: use client_credentials",
+            excerpt(grant, EXCERPT_CHARS)
         ))
         .into());
     }
@@ -166,7 +187,10 @@ fn authenticate(
         None => allowed,
         Some(raw) => {
             let asked = Scope::parse_list(raw).map_err(|unknown| {
-                Rejection::InvalidScope(format!("unknown scope(s): {}", unknown.join(" ")))
+                Rejection::InvalidScope(format!(
+                    "unknown scope(s): {}",
+                    excerpt(&unknown.join(" "), EXCERPT_CHARS)
+                ))
             })?;
             if let Some(extra) = asked.iter().find(|s| !allowed.contains(s)) {
                 return Err(Rejection::InvalidScope(format!(
@@ -188,42 +212,58 @@ fn authenticate(
     })
 }
 
+/// What a token request gets.
+enum Decision {
+    Token(TokenResponse),
+    Refused(Rejection),
+    Limited(Limited),
+}
+
 /// The outcome of a token request, decided on a blocking thread (database and crypto).
+/// An address locked out by its failures is refused before any work; a refusal writes no
+/// record of its own, only a hit on the address's per-minute counter (flushed later into one
+/// aggregated audit record per address and minute).
 fn decide(
     state: &AppState,
-    params: &HashMap<String, String>,
+    params: Result<HashMap<String, String>, Rejection>,
+    client_key: ClientKey,
     request_id: Option<String>,
-) -> Result<Result<TokenResponse, Rejection>, ApiError> {
-    let now = state.clock.now();
-    let event = |action: AuditAction, actor: Actor, details: serde_json::Value| NewAuditEvent {
-        occurred_at: now,
-        actor,
-        action,
-        subject_type: "client",
-        subject_id: details
-            .get("client_id")
-            .and_then(|c| c.as_str())
-            .map(str::to_owned),
-        request_id: request_id.clone(),
-        details,
-    };
-    let refuse = |rejection: Rejection| -> Result<Result<TokenResponse, Rejection>, ApiError> {
-        // The claimed client id is unverified input: keep only a bounded prefix.
-        let claimed = params
+) -> Result<Decision, ApiError> {
+    if let Err(limited) = state
+        .abuse
+        .check_failures(Limit::FailedAssertion, client_key)?
+    {
+        return Ok(Decision::Limited(limited));
+    }
+    let claimed = |params: &HashMap<String, String>| {
+        // The claimed client id is unverified input: a short excerpt only.
+        params
             .get("client_assertion")
             .and_then(|a| assertion::claimed_client(a))
-            .map(|c| c.chars().take(MAX_AUDITED_INPUT).collect::<String>());
-        state.audit.append(&event(
-            AuditAction::AssertionRejected,
-            Actor::Anonymous,
-            serde_json::json!({ "client_id": claimed, "error": rejection.code(), "reason": rejection.description() }),
-        ))?;
-        Ok(Err(rejection))
+            .map(|c| excerpt(&c, EXCERPT_CHARS))
     };
-    let client = match authenticate(state, params, now) {
+    let refuse = |rejection: Rejection, claimed: Option<String>| -> Result<Decision, ApiError> {
+        let note = serde_json::json!({ "error": rejection.code(), "client_id": claimed });
+        state
+            .abuse
+            .record_failure(Limit::FailedAssertion, client_key, &note.to_string())?;
+        if let Some(limited) = claimed
+            .as_deref()
+            .and_then(|c| state.abuse.claimed_client_refusal(c))
+        {
+            return Ok(Decision::Limited(limited));
+        }
+        Ok(Decision::Refused(rejection))
+    };
+    let params = match params {
+        Ok(params) => params,
+        Err(rejection) => return refuse(rejection, None),
+    };
+    let now = state.clock.now();
+    let client = match authenticate(state, &params, now) {
         Ok(client) => client,
         Err(Failure::Storage(error)) => return Err(error.into()),
-        Err(Failure::Refused(rejection)) => return refuse(rejection),
+        Err(Failure::Refused(rejection)) => return refuse(rejection, claimed(&params)),
     };
     let subject = &client.assertion.client;
     let (access_token, claims) = state
@@ -234,11 +274,15 @@ fn decide(
         Some(id) => Actor::Organisation(id),
         None => Actor::Publisher(subject.clone()),
     };
-    let issued = event(
-        AuditAction::TokenIssued,
+    let issued = NewAuditEvent {
+        occurred_at: now,
         actor,
-        serde_json::json!({ "client_id": subject, "scope": claims.scope, "token_jti": claims.jti, "expires_at": claims.exp, "assertion_kid": client.assertion.kid }),
-    );
+        action: AuditAction::TokenIssued,
+        subject_type: "client",
+        subject_id: Some(subject.clone()),
+        request_id,
+        details: serde_json::json!({ "client_id": subject, "scope": claims.scope, "token_jti": claims.jti, "expires_at": claims.exp, "assertion_kid": client.assertion.kid }),
+    };
     // The replay check, the key's last use and the audit record commit together: one
     // transaction per token.
     let fresh = state.replay.record_issuance(
@@ -252,11 +296,12 @@ fn decide(
         &issued,
     )?;
     if !fresh {
-        return refuse(Rejection::InvalidGrant(
-            "this client_assertion (jti) was already used".to_owned(),
-        ));
+        return refuse(
+            Rejection::InvalidGrant("this client_assertion (jti) was already used".to_owned()),
+            Some(excerpt(subject, EXCERPT_CHARS)),
+        );
     }
-    Ok(Ok(TokenResponse {
+    Ok(Decision::Token(TokenResponse {
         access_token,
         token_type: "Bearer".to_owned(),
         expires_in: u64::try_from(claims.exp - claims.iat).unwrap_or(0),
@@ -276,6 +321,8 @@ fn decide(
         (status = 200, description = "An access token", body = TokenResponse),
         (status = 400, description = "invalid_request, invalid_grant (a replayed assertion), unsupported_grant_type or invalid_scope", body = OAuthErrorResponse),
         (status = 401, description = "invalid_client: the assertion does not authenticate the client", body = OAuthErrorResponse),
+        (status = 429, description = "temporarily_unavailable: too many failed token requests from this client address (across replicas), or in this client's name; a valid assertion is never refused for failures sent in its name from elsewhere", body = OAuthErrorResponse,
+            headers(("Retry-After" = u64, description = "Seconds until the limit's minute ends"))),
         (status = 500, description = "server_error", body = OAuthErrorResponse),
         (status = 503, description = "temporarily_unavailable: the database cannot be reached", body = OAuthErrorResponse,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -289,13 +336,18 @@ pub async fn token(
     state: web::Data<AppState>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let params = match form(&req, &body) {
-        Ok(params) => params,
-        Err(rejection) => return Ok(oauth_error(&rejection)),
-    };
+    let client_key = state.abuse.trusted_proxies().key_of(&req);
+    // The cheap first line: an address this process knows is locked out costs nothing more.
+    if let Some(limited) = state
+        .abuse
+        .locally_blocked(Limit::FailedAssertion, client_key)
+    {
+        return Ok(too_many(limited));
+    }
+    let params = form(&req, &body);
     let request_id = RequestId::of(&req);
     let shared = state.clone();
-    let decision = match web::block(move || decide(&shared, &params, request_id))
+    let decision = match web::block(move || decide(&shared, params, client_key, request_id))
         .await
         .map_err(ApiError::from)
         .and_then(|r| r)
@@ -331,11 +383,12 @@ pub async fn token(
         }
     };
     Ok(match decision {
-        Ok(token) => HttpResponse::Ok()
+        Decision::Token(token) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .insert_header((header::PRAGMA, "no-cache"))
             .json(token),
-        Err(rejection) => oauth_error(&rejection),
+        Decision::Refused(rejection) => oauth_error(&rejection),
+        Decision::Limited(limited) => too_many(limited),
     })
 }
 

@@ -1,8 +1,6 @@
 //! Registration of external organisations, and reading and changing a registration with its
 //! registration access token.
 
-use std::time::Instant;
-
 use actix_web::http::header::{self, ETag, EntityTag};
 use actix_web::{get, patch, post, web, HttpRequest, HttpResponse};
 use gateway_domain::organisation::{ChangeForm, RegistrationForm};
@@ -44,16 +42,15 @@ pub(crate) fn own_organisation(
     }
 }
 
-/// Registration is public: limit it per client address.
-fn check_rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let Some(peer) = req.peer_addr() else {
-        return Ok(());
-    };
-    state
-        .registration_limiter
-        .check(peer.ip(), Instant::now())
-        .map_err(|wait| ApiError::RateLimited {
-            retry_after_seconds: wait.as_secs_f64().ceil().max(1.0) as u64,
+/// Registration is public: limit it per client address, in this process and (per minute)
+/// across every replica, before anything is written.
+async fn check_rate_limit(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    let key = state.abuse.trusted_proxies().key_of(req);
+    let abuse = state.abuse.clone();
+    web::block(move || abuse.check_registration(key))
+        .await??
+        .map_err(|limited| ApiError::RateLimited {
+            retry_after_seconds: limited.retry_after_seconds,
         })
 }
 
@@ -91,14 +88,14 @@ pub async fn register(
     state: web::Data<AppState>,
     body: JsonBody<RegistrationRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    check_rate_limit(&state, &req)?;
+    check_rate_limit(&state, &req).await?;
     let form = RegistrationForm::from(&body.0);
     let minted = credentials::mint();
     let ctx = Context {
         actor: Actor::Anonymous,
         request_id: RequestId::of(&req),
     };
-    let client_ip = req.peer_addr().map(|a| a.ip().to_string());
+    let client_ip = Some(state.abuse.trusted_proxies().address_of(&req).to_string());
     let services = state.services.clone();
     let digest = minted.digest.clone();
     let org = web::block(move || services.register(&ctx, &form, &digest, client_ip)).await??;

@@ -3,10 +3,12 @@
 
 use actix_web::http::header;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
+use gateway_domain::audit::{excerpt, EXCERPT_CHARS};
 use gateway_domain::{Actor, AuditAction, NewAuditEvent, OrganisationId, Role};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use crate::abuse::Limit;
 use crate::auth::oidc::OidcError;
 use crate::auth::session::{LOGIN_COOKIE, SESSION_COOKIE};
 use crate::dto::{
@@ -71,6 +73,8 @@ pub struct CallbackQuery {
             headers(("Set-Cookie" = String, description = "The session (HttpOnly, SameSite=Lax, Secure)"))),
         (status = 401, description = "Sign-in failed (state mismatch, refused code, invalid ID token)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Reviewer sign-in is not configured", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed sign-ins from this client address (across replicas)", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until the limit's minute ends"))),
         (status = 503, description = "The identity provider cannot be reached", body = Problem, content_type = "application/problem+json"),
     ),
     security(())
@@ -82,19 +86,22 @@ pub async fn callback(
     query: web::Query<CallbackQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let oidc = oidc(&state)?;
+    // Failed sign-ins are limited per client address (across replicas) and counted, not
+    // recorded one by one: the minute's count becomes one aggregated audit record.
+    let client_key = state.abuse.trusted_proxies().key_of(&req);
+    let abuse = state.abuse.clone();
+    web::block(move || abuse.check_failures(Limit::FailedSignIn, client_key))
+        .await??
+        .map_err(|limited| ApiError::RateLimited {
+            retry_after_seconds: limited.retry_after_seconds,
+        })?;
     let failed = |reason: &str| {
-        let event = NewAuditEvent {
-            occurred_at: state.clock.now(),
-            actor: Actor::Anonymous,
-            action: AuditAction::ReviewerLoginFailed,
-            subject_type: "reviewer",
-            subject_id: None,
-            request_id: RequestId::of(&req),
-            details: serde_json::json!({ "reason": reason }),
-        };
-        let audit = state.audit.clone();
+        // The reason may quote the provider's (or the caller's) text: a short excerpt only.
+        let note = serde_json::json!({ "reason": excerpt(reason, EXCERPT_CHARS) }).to_string();
+        let abuse = state.abuse.clone();
         async move {
-            web::block(move || audit.append(&event)).await??;
+            web::block(move || abuse.record_failure(Limit::FailedSignIn, client_key, &note))
+                .await??;
             Ok::<_, ApiError>(())
         }
     };
@@ -102,12 +109,10 @@ pub async fn callback(
     let (Some(pending), Some(code), Some(returned_state)) =
         (pending, query.code.as_deref(), query.state.as_deref())
     else {
-        // The provider's error code is outside input: keep a bounded prefix.
-        let reason = query
-            .error
-            .as_deref()
-            .map(|e| e.chars().take(256).collect::<String>())
-            .unwrap_or_else(|| "no login in progress, or code/state missing".to_owned());
+        let reason = query.error.as_deref().map_or_else(
+            || "no login in progress, or code/state missing".to_owned(),
+            |e| format!("provider error: {e}"),
+        );
         failed(&reason).await?;
         return Err(ApiError::Unauthorized(
             "sign-in failed: start again at /auth/login",

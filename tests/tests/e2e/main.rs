@@ -7,6 +7,7 @@ mod keys;
 mod oidc_provider;
 mod support;
 
+mod abuse;
 mod audit;
 mod domains;
 mod health;

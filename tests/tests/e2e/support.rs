@@ -210,6 +210,16 @@ impl TestApp {
             .access_token
     }
 
+    /// Flushes every failure count into its aggregated audit record, as the server's periodic
+    /// flush does once the minute is over.
+    pub fn flush_failure_counts(&self) {
+        gateway_api::abuse::flush_finished(
+            &self.open_database(),
+            chrono::Utc::now() + chrono::Duration::seconds(61),
+        )
+        .expect("flushed");
+    }
+
     /// Raw HTTP, for malformed bodies the generated client cannot send.
     /// Every audit event.
     pub fn all_events(&self) -> Vec<gateway_domain::AuditEvent> {
