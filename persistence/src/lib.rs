@@ -14,6 +14,7 @@ mod models;
 mod organisations;
 pub mod schema;
 mod secure_domains;
+mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
 
