@@ -20,7 +20,7 @@ use crate::auth::assertion::AssertionRules;
 use crate::auth::detached::JoseSignatures;
 use crate::auth::jwk::check_key_set;
 use crate::auth::oidc::Oidc;
-use crate::auth::session::SessionCodec;
+use crate::auth::session::{SessionCodec, SessionJanitor, SessionStore};
 use crate::auth::signing::{KeyEncryptionKey, SigningKeys};
 use crate::config::Settings;
 use crate::error::ApiError;
@@ -118,10 +118,22 @@ fn load_publisher(
     }))
 }
 
+/// How often the server purges ended reviewer sessions.
+const SESSION_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Session lifetimes from configuration.
+pub fn session_policy(settings: &Settings) -> gateway_domain::SessionPolicy {
+    gateway_domain::SessionPolicy {
+        idle_timeout: Duration::minutes(i64::from(settings.oidc.session_idle_minutes.max(1))),
+        lifetime: Duration::minutes(i64::from(settings.oidc.session_lifetime_minutes.max(1))),
+    }
+}
+
 pub struct Application {
     port: u16,
     server: Server,
     sequencer: crate::audit_log::Sequencer,
+    session_janitor: SessionJanitor,
 }
 
 impl std::fmt::Debug for Application {
@@ -174,7 +186,15 @@ impl Application {
             std::time::Duration::from_millis(settings.audit.seal_interval_ms),
             std::time::Duration::from_secs(settings.audit.checkpoint_interval_seconds.max(1)),
         );
+        let session_store = Arc::new(SessionStore::new(
+            db.clone(),
+            session_policy(settings),
+            clock.clone(),
+        ));
+        let session_janitor =
+            SessionJanitor::start(session_store.clone(), SESSION_PURGE_INTERVAL);
         let state = AppState {
+            session_store,
             page_tokens,
             audit_keys,
             recorder: crate::audit_log::AuditRecorder::start(db.clone()),
@@ -254,6 +274,7 @@ impl Application {
             port,
             server: server.run(),
             sequencer,
+            session_janitor,
         })
     }
 
@@ -271,11 +292,15 @@ impl Application {
         let Self {
             server,
             mut sequencer,
+            session_janitor,
             ..
         } = self;
         let served = server.await;
         // Seal what the last requests wrote before the process goes.
-        actix_web::rt::task::spawn_blocking(move || sequencer.stop())
+        actix_web::rt::task::spawn_blocking(move || {
+            drop(session_janitor);
+            sequencer.stop()
+        })
             .await
             .ok();
         served
