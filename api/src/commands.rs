@@ -53,6 +53,8 @@ pub fn rotate_signing_key(settings: &Settings) -> anyhow::Result<String> {
 pub struct MaintenanceReport {
     pub keys_removed: usize,
     pub replay_entries_purged: usize,
+    /// Reviewer sessions deleted: revoked, past their lifetime, or idle.
+    pub sessions_purged: usize,
     pub signing_keys_retired: usize,
     /// Agreement states that time changed, written down with their audit records.
     pub agreements: gateway_domain::services::review::AgreementMaintenance,
@@ -60,8 +62,8 @@ pub struct MaintenanceReport {
     pub domains: gateway_domain::services::domains::DomainMaintenance,
 }
 
-/// Removes partner keys whose countdown reached 0, expired replay-cache entries and retired
-/// signing keys.
+/// Removes partner keys whose countdown reached 0, expired replay-cache entries, ended reviewer
+/// sessions and retired signing keys.
 pub fn maintenance(
     settings: &Settings,
     now: chrono::DateTime<chrono::Utc>,
@@ -108,6 +110,11 @@ pub fn maintenance(
         domains,
         keys_removed,
         replay_entries_purged: crate::housekeeping::purge_replay_cache(db.as_ref(), now)?,
+        sessions_purged: crate::auth::session::purge_ended(
+            db.as_ref(),
+            &crate::startup::session_policy(settings),
+            now,
+        )?,
         signing_keys_retired: db.prune_signing_keys(now)?,
     })
 }

@@ -96,7 +96,10 @@ pub struct OidcSettings {
     pub reviewer_role: String,
     pub approver_role: String,
     pub auditor_role: String,
+    /// A session ends this long after sign-in, however busy (absolute lifetime).
     pub session_lifetime_minutes: u32,
+    /// A session unused this long ends (idle timeout).
+    pub session_idle_minutes: u32,
     pub bearer_people: BearerPeople,
     pub cookie_secure: bool,
     pub session_key: SecretString,
@@ -259,6 +262,14 @@ impl Settings {
                 "oidc.client_id and oidc.redirect_url are needed with oidc.issuer_url"
             );
         }
+        anyhow::ensure!(
+            self.oidc.session_lifetime_minutes >= 1,
+            "oidc.session_lifetime_minutes must be at least 1"
+        );
+        anyhow::ensure!(
+            (1..=self.oidc.session_lifetime_minutes).contains(&self.oidc.session_idle_minutes),
+            "oidc.session_idle_minutes must be between 1 and oidc.session_lifetime_minutes"
+        );
         if !self.server.public_base_url.is_empty() {
             anyhow::ensure!(
                 self.server.public_base_url.starts_with("http://")

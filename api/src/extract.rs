@@ -343,24 +343,20 @@ impl FromRequest for ReviewerCaller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let token = bearer(req);
         let state = app_state(req);
-        let session = state
-            .as_ref()
-            .ok()
-            .and_then(|s| s.sessions.session_with_csrf(req));
-        let cross_site = match (&state, &session) {
-            (Ok(state), Some(session)) => cross_site_refusal(req, state, &session.csrf_token),
-            _ => None,
-        };
+        let req = req.clone();
         Box::pin(async move {
             let state = state?;
             let Some(token) = token else {
-                let session = session.ok_or(ApiError::Unauthorized(
+                let session = signed_in(&req, &state).await?.ok_or(ApiError::Unauthorized(
                     "log in at /auth/login or send the identity provider's bearer token",
                 ))?;
-                if let Some(why) = cross_site {
+                if let Some(why) = cross_site_refusal(&req, &state, &session.csrf_token) {
                     return Err(ApiError::Csrf(why));
                 }
-                return Ok(ReviewerCaller(session.identity));
+                let identity = session.identity.clone();
+                // Handlers that need the session itself (its CSRF token, sign-out) find it here.
+                req.extensions_mut().insert(session);
+                return Ok(ReviewerCaller(identity));
             };
             let oidc = state.oidc.clone().ok_or(ApiError::Unauthorized(
                 "reviewer sign-in is not configured on this gateway",
@@ -377,10 +373,29 @@ impl FromRequest for ReviewerCaller {
     }
 }
 
+/// The live server-side session the request's `gw_session` cookie stands for, if any.
+pub(crate) async fn signed_in(
+    req: &HttpRequest,
+    state: &AppState,
+) -> Result<Option<crate::auth::session::Session>, ApiError> {
+    match crate::auth::session::SessionCodec::session_id(req) {
+        Some(id) => state.session_store.current(&id).await,
+        None => Ok(None),
+    }
+}
+
+/// The session the `ReviewerCaller` extractor found for this request (none for bearer
+/// tokens).
+pub(crate) fn session_of(req: &HttpRequest) -> Option<crate::auth::session::Session> {
+    req.extensions()
+        .get::<crate::auth::session::Session>()
+        .cloned()
+}
+
 /// Why a change made with the session cookie looks cross-site, if it does. Safe methods pass;
 /// others need an `Origin` (or, failing that, `Referer`) of the gateway's own origin and the
 /// session's `X-CSRF-Token`. The cookie is also `SameSite=Lax`.
-fn cross_site_refusal(req: &HttpRequest, state: &AppState, csrf: &str) -> Option<&'static str> {
+pub(crate) fn cross_site_refusal(req: &HttpRequest, state: &AppState, csrf: &str) -> Option<&'static str> {
     use actix_web::http::Method;
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return None;

@@ -34,7 +34,7 @@ enum Command {
     /// auth.signing_key_overlap_hours so tokens it signed keep verifying.
     RotateSigningKey,
     /// Remove partner keys whose removal countdown has reached 0, expired client-assertion
-    /// replay entries and retired signing keys. Run it daily.
+    /// replay entries, ended reviewer sessions and retired signing keys. Run it daily.
     Maintenance,
     /// Verify an agreement's signature offline: FILE is the agreement as the API returns it
     /// (GET .../agreements/{aid}, or `agreement` of the review view). Checks the detached JWS
@@ -105,6 +105,10 @@ fn main() -> anyhow::Result<()> {
             println!(
                 "removed {} unused partner key(s), purged {} replay entr(ies), retired {} signing key(s)",
                 report.keys_removed, report.replay_entries_purged, report.signing_keys_retired
+            );
+            println!(
+                "reviewer sessions: purged {} ended (revoked, expired or idle)",
+                report.sessions_purged
             );
             println!(
                 "agreements: {} expired, {} suspended for lapsed evidence, {} reinstated",

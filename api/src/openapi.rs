@@ -89,7 +89,7 @@ impl Modify for SecuritySchemes {
             "reviewer_session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
                 crate::auth::session::SESSION_COOKIE,
-                "The session cookie set by /auth/callback after sign-in at /auth/login.",
+                "The session cookie set by /auth/callback after sign-in at /auth/login: an opaque id of a server-side session that ends at sign-out, after oidc.session_idle_minutes unused, or oidc.session_lifetime_minutes after sign-in. Changes made with it need the session's X-CSRF-Token (from GET /auth/me) and the gateway's own Origin.",
             ))),
         );
     }

@@ -21,7 +21,7 @@ use crate::auth::assertion::AssertionRules;
 use crate::auth::detached::JoseSignatures;
 use crate::auth::jwk::check_key_set;
 use crate::auth::oidc::Oidc;
-use crate::auth::session::SessionCodec;
+use crate::auth::session::{SessionCodec, SessionJanitor, SessionStore};
 use crate::auth::signing::{KeyEncryptionKey, SigningKeys};
 use crate::client_address::TrustedProxies;
 use crate::config::Settings;
@@ -136,6 +136,15 @@ pub fn abuse_limits(settings: &Settings) -> anyhow::Result<AbuseLimits> {
         failed_sign_ins_per_minute: settings.oidc.failed_sign_ins_per_minute,
         tracked_clients: settings.server.rate_limit_tracked_clients,
     })
+/// How often the server purges ended reviewer sessions.
+const SESSION_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Session lifetimes from configuration.
+pub fn session_policy(settings: &Settings) -> gateway_domain::SessionPolicy {
+    gateway_domain::SessionPolicy {
+        idle_timeout: Duration::minutes(i64::from(settings.oidc.session_idle_minutes.max(1))),
+        lifetime: Duration::minutes(i64::from(settings.oidc.session_lifetime_minutes.max(1))),
+    }
 }
 
 pub struct Application {
@@ -145,6 +154,7 @@ pub struct Application {
     /// Stops (when the application is dropped) after the server.
     _replay_purger: crate::housekeeping::ReplayPurger,
     flusher: Flusher,
+    session_janitor: SessionJanitor,
 }
 
 impl std::fmt::Debug for Application {
@@ -203,7 +213,15 @@ impl Application {
             std::time::Duration::from_secs(settings.auth.replay_purge_interval_seconds),
         );
         let flusher = Flusher::start(db.clone(), clock.clone(), FLUSH_INTERVAL);
+        let session_store = Arc::new(SessionStore::new(
+            db.clone(),
+            session_policy(settings),
+            clock.clone(),
+        ));
+        let session_janitor =
+            SessionJanitor::start(session_store.clone(), SESSION_PURGE_INTERVAL);
         let state = AppState {
+            session_store,
             page_tokens,
             audit_keys,
             recorder: crate::audit_log::AuditRecorder::start(db.clone()),
@@ -286,6 +304,7 @@ impl Application {
             sequencer,
             _replay_purger: replay_purger,
             flusher,
+            session_janitor,
         })
     }
 
@@ -305,6 +324,7 @@ impl Application {
             mut sequencer,
             _replay_purger: replay_purger,
             mut flusher,
+            session_janitor,
             ..
         } = self;
         let served = server.await;
@@ -312,6 +332,7 @@ impl Application {
         // Seal what the last requests wrote before the process goes.
         actix_web::rt::task::spawn_blocking(move || {
             flusher.stop();
+            drop(session_janitor);
             sequencer.stop()
         })
         .await

@@ -13,7 +13,7 @@ use gateway_domain::services::Services;
 use crate::abuse::AbuseGuard;
 use crate::auth::assertion::AssertionRules;
 use crate::auth::oidc::Oidc;
-use crate::auth::session::SessionCodec;
+use crate::auth::session::{SessionCodec, SessionStore};
 use crate::auth::signing::SigningKeys;
 
 /// The internal directory publisher: a client configured rather than registered.
@@ -48,7 +48,10 @@ pub struct AppState {
     pub auth: AuthPolicy,
     pub publisher: Option<Arc<Publisher>>,
     pub oidc: Option<Arc<Oidc>>,
+    /// The login-state and session cookies.
     pub sessions: Arc<SessionCodec>,
+    /// Reviewer sessions, server-side.
+    pub session_store: Arc<SessionStore>,
     /// The use cases, over the same ports.
     pub services: Services,
     /// Which stored audit keys a gateway put there (MAC'd under the key-encryption key).

@@ -58,6 +58,8 @@ pub enum AuditAction {
     AssertionRejected,
     ReviewerLogin,
     ReviewerLoginFailed,
+    /// A reviewer signed out: the session was revoked.
+    ReviewerLogout,
     SigningKeyRotated,
     OrganisationRejected,
     EvidenceSubmitted,
@@ -93,6 +95,7 @@ impl AuditAction {
             Self::AssertionRejected => "token.assertion_rejected",
             Self::ReviewerLogin => "reviewer.login",
             Self::ReviewerLoginFailed => "reviewer.login_failed",
+            Self::ReviewerLogout => "reviewer.logout",
             Self::SigningKeyRotated => "signing_key.rotated",
             Self::OrganisationRejected => "organisation.rejected",
             Self::EvidenceSubmitted => "evidence.submitted",

@@ -19,6 +19,7 @@ pub mod ods;
 pub mod organisation;
 pub mod ports;
 pub mod services;
+pub mod session;
 pub mod text;
 pub mod validation;
 
@@ -44,4 +45,5 @@ pub use ports::{
     PartnerKeyRepository, RateLimitStore, ReplayCache, RepositoryError, SealedRecord,
     SecureDomainRepository, SigningKeyRepository, StoredCredential, StoredSigningKey, WindowCount,
 };
+pub use session::{ReviewerSession, SessionEnd, SessionPolicy, SessionRepository};
 pub use validation::{FieldError, ValidationErrors};

@@ -15,6 +15,7 @@ mod organisations;
 mod rate_limits;
 pub mod schema;
 mod secure_domains;
+mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -220,3 +220,19 @@ diesel::table! {
         note -> Nullable<Text>,
     }
 }
+
+diesel::table! {
+    reviewer_sessions (id_sha256) {
+        id_sha256 -> Text,
+        subject -> Text,
+        name -> Nullable<Text>,
+        email -> Nullable<Text>,
+        roles -> Text,
+        person -> Bool,
+        csrf_token -> Text,
+        created_at -> Timestamp,
+        last_seen_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}

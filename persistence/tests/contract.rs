@@ -1315,5 +1315,120 @@ backend_tests! {
             + stored.request_id.unwrap().len()
             + stored.actor_id.unwrap().len();
         assert!(size < 4 * 1024, "{size} bytes stored of a 64 KiB input");
+/// Reviewer sessions: the store behind sign-in, sign-out, idle timeout and absolute lifetime.
+mod reviewer_sessions {
+    use super::*;
+    use gateway_domain::{ReviewerIdentity, ReviewerSession, Role, SessionRepository};
+
+    fn session(digest: &str, at: DateTime<Utc>) -> ReviewerSession {
+        ReviewerSession {
+            id_sha256: digest.repeat(64 / digest.len()),
+            identity: ReviewerIdentity {
+                subject: "reviewer1".into(),
+                name: Some("Rita Reviewer".into()),
+                email: Some("rita@example.org".into()),
+                roles: vec![Role::Reviewer, Role::Approver],
+                person: true,
+            },
+            csrf_token: format!("csrf-{digest}"),
+            created_at: at,
+            last_seen_at: at,
+            expires_at: at + Duration::hours(8),
+            revoked_at: None,
+        }
+    }
+
+    fn reviewer_event(action: AuditAction) -> NewAuditEvent {
+        NewAuditEvent {
+            occurred_at: now(),
+            actor: Actor::Reviewer("reviewer1".into()),
+            action,
+            subject_type: "reviewer",
+            subject_id: Some("reviewer1".into()),
+            request_id: None,
+            details: serde_json::json!({}),
+        }
+    }
+
+    backend_tests! {
+        fn sessions_are_stored_by_digest_touched_forward_and_revoked_once(backend) {
+            let test = TestDatabase::new(backend);
+            let db = test.open();
+            let t0 = now();
+            let stored = session("a1", t0);
+            db.create_session(&stored, &reviewer_event(AuditAction::ReviewerLogin)).unwrap();
+            assert_eq!(db.find_session(&stored.id_sha256).unwrap(), Some(stored.clone()), "every field round-trips");
+            assert_eq!(audit_count(&db), 1, "the sign-in is recorded with the session");
+
+            // The same digest twice: refused, nothing stored or recorded.
+            let twin = ReviewerSession { csrf_token: "other".into(), ..stored.clone() };
+            assert!(matches!(
+                db.create_session(&twin, &reviewer_event(AuditAction::ReviewerLogin)),
+                Err(RepositoryError::Conflict(Conflict::Unique { .. }))
+            ));
+            assert_eq!(db.find_session(&stored.id_sha256).unwrap().unwrap().csrf_token, stored.csrf_token);
+            assert_eq!(audit_count(&db), 1);
+
+            // Touching moves last_seen_at forward only.
+            let t1 = t0 + Duration::minutes(5);
+            assert!(db.touch_session(&stored.id_sha256, t1).unwrap());
+            assert!(!db.touch_session(&stored.id_sha256, t1).unwrap(), "not again at the same time");
+            assert!(!db.touch_session(&stored.id_sha256, t0).unwrap(), "never backwards");
+            assert_eq!(db.find_session(&stored.id_sha256).unwrap().unwrap().last_seen_at, t1);
+
+            // Revoked once, recorded once; a revoked session is never touched again.
+            let t2 = t1 + Duration::minutes(1);
+            assert!(db.revoke_session(&stored.id_sha256, t2, &reviewer_event(AuditAction::ReviewerLogout)).unwrap());
+            assert!(!db.revoke_session(&stored.id_sha256, t2 + Duration::seconds(1), &reviewer_event(AuditAction::ReviewerLogout)).unwrap());
+            assert_eq!(audit_count(&db), 2, "one sign-out record");
+            let revoked = db.find_session(&stored.id_sha256).unwrap().unwrap();
+            assert_eq!(revoked.revoked_at, Some(t2));
+            assert!(!db.touch_session(&stored.id_sha256, t2 + Duration::minutes(1)).unwrap());
+            assert_eq!(db.find_session(&stored.id_sha256).unwrap().unwrap().last_seen_at, t1);
+
+            // Unknown sessions: nothing found, nothing changed, nothing recorded.
+            let unknown = "ff".repeat(32);
+            assert_eq!(db.find_session(&unknown).unwrap(), None);
+            assert!(!db.touch_session(&unknown, t2).unwrap());
+            assert!(!db.revoke_session(&unknown, t2, &reviewer_event(AuditAction::ReviewerLogout)).unwrap());
+            assert_eq!(audit_count(&db), 2);
+        }
+
+        fn ended_sessions_are_purged_in_bounded_batches(backend) {
+            let test = TestDatabase::new(backend);
+            let db = test.open();
+            let t0 = now();
+            let event = reviewer_event(AuditAction::ReviewerLogin);
+            let live = session("b1", t0);
+            let revoked = session("b2", t0);
+            let expired = ReviewerSession { expires_at: t0 + Duration::minutes(10), ..session("b3", t0 - Duration::hours(8)) };
+            let idle = ReviewerSession { last_seen_at: t0 - Duration::minutes(31), ..session("b4", t0 - Duration::hours(1)) };
+            for s in [&live, &revoked, &expired, &idle] {
+                db.create_session(s, &event).unwrap();
+            }
+            db.revoke_session(&revoked.id_sha256, t0, &reviewer_event(AuditAction::ReviewerLogout)).unwrap();
+            let at = t0 + Duration::minutes(10);
+            let idle_cutoff = at - Duration::minutes(30);
+            assert_eq!(db.purge_sessions(at, idle_cutoff, 2).unwrap(), 2, "at most the limit");
+            assert_eq!(db.purge_sessions(at, idle_cutoff, 2).unwrap(), 1);
+            assert_eq!(db.purge_sessions(at, idle_cutoff, 2).unwrap(), 0);
+            for ended in [&revoked, &expired, &idle] {
+                assert_eq!(db.find_session(&ended.id_sha256).unwrap(), None);
+            }
+            assert_eq!(db.find_session(&live.id_sha256).unwrap(), Some(live.clone()), "a live session stays");
+            // Exactly at its idle cutoff a session is ended; exactly at expiry too.
+            assert_eq!(db.purge_sessions(t0 + Duration::hours(8), t0 - Duration::seconds(1), 10).unwrap(), 1);
+        }
+
+        fn a_sign_out_at_one_replica_is_seen_at_another(backend) {
+            let test = TestDatabase::new(backend);
+            let (one, two) = (test.open(), test.open());
+            let t0 = now();
+            let s = session("c1", t0);
+            one.create_session(&s, &reviewer_event(AuditAction::ReviewerLogin)).unwrap();
+            assert_eq!(two.find_session(&s.id_sha256).unwrap(), Some(s.clone()));
+            assert!(two.revoke_session(&s.id_sha256, t0 + Duration::minutes(1), &reviewer_event(AuditAction::ReviewerLogout)).unwrap());
+            assert_eq!(one.find_session(&s.id_sha256).unwrap().unwrap().revoked_at, Some(t0 + Duration::minutes(1)));
+        }
     }
 }

@@ -15,7 +15,7 @@ use crate::dto::{
     OrganisationListResponse, OrganisationPage, OrganisationResponse, ReviewerResponse,
 };
 use crate::error::{ApiError, Problem};
-use crate::extract::{RequestId, ReviewerCaller};
+use crate::extract::{cross_site_refusal, session_of, signed_in, RequestId, ReviewerCaller};
 use crate::state::AppState;
 
 fn oidc(state: &AppState) -> Result<std::sync::Arc<crate::auth::oidc::Oidc>, ApiError> {
@@ -69,8 +69,8 @@ pub struct CallbackQuery {
     operation_id = "reviewer_callback",
     params(CallbackQuery),
     responses(
-        (status = 303, description = "Signed in: a session cookie is set; on to /auth/me",
-            headers(("Set-Cookie" = String, description = "The session (HttpOnly, SameSite=Lax, Secure)"))),
+        (status = 303, description = "Signed in: a server-side session is started and its cookie set; on to /auth/me",
+            headers(("Set-Cookie" = String, description = "The session: an opaque id (HttpOnly, SameSite=Lax, Secure, Path=/)"))),
         (status = 401, description = "Sign-in failed (state mismatch, refused code, invalid ID token)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "Reviewer sign-in is not configured", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Too many failed sign-ins from this client address (across replicas)", body = Problem, content_type = "application/problem+json",
@@ -131,20 +131,15 @@ pub async fn callback(
             return Err(from_oidc(error));
         }
     };
-    let event = NewAuditEvent {
-        occurred_at: state.clock.now(),
-        actor: Actor::Reviewer(identity.subject.clone()),
-        action: AuditAction::ReviewerLogin,
-        subject_type: "reviewer",
-        subject_id: Some(identity.subject.clone()),
-        request_id: RequestId::of(&req),
-        details: serde_json::json!({ "roles": identity.roles, "email": identity.email }),
-    };
-    let audit = state.audit.clone();
-    web::block(move || audit.append(&event)).await??;
+    // The session (and the sign-in's audit record) is stored before the browser gets its id.
+    let session_id = state
+        .session_store
+        .start(identity, RequestId::of(&req))
+        .await?;
     Ok(HttpResponse::SeeOther()
         .insert_header((header::LOCATION, "/auth/me"))
-        .cookie(state.sessions.session_cookie(&identity))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .cookie(state.sessions.session_cookie(&session_id))
         .cookie(state.sessions.removal(LOGIN_COOKIE, "/auth"))
         .finish())
 }
@@ -161,27 +156,25 @@ pub async fn callback(
     security(("reviewer_session" = []), ("reviewer_oidc" = []))
 )]
 #[get("/auth/me")]
-pub async fn me(
-    caller: ReviewerCaller,
-    state: web::Data<AppState>,
-    req: HttpRequest,
-) -> HttpResponse {
+pub async fn me(caller: ReviewerCaller, req: HttpRequest) -> HttpResponse {
     let mut body = ReviewerResponse::from(&caller.0);
-    if crate::extract::bearer(&req).is_none() {
-        body.csrf_token = state.sessions.session_with_csrf(&req).map(|s| s.csrf_token);
-    }
+    body.csrf_token = session_of(&req).map(|s| s.csrf_token);
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(body)
 }
 
-/// Sign out: ends the session in this browser.
+/// Sign out: revokes the session on the server, so the cookie stops working everywhere (at
+/// every replica, and in any copy of it), and deletes it in this browser.
 #[utoipa::path(
     tag = "reviewers",
     operation_id = "reviewer_logout",
     responses(
-        (status = 204, description = "Signed out"),
-        (status = 401, description = "Not signed in", body = Problem, content_type = "application/problem+json"),
+        (status = 204, description = "Signed out: the session is revoked",
+            headers(("Set-Cookie" = String, description = "Deletes the session cookie"))),
+        (status = 401, description = "Not signed in (no session, or it has ended)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not from the gateway's own origin, or without the session's X-CSRF-Token", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("reviewer_session" = []))
 )]
@@ -190,11 +183,19 @@ pub async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    state
-        .sessions
-        .session(&req)
+    let session = signed_in(&req, &state)
+        .await?
         .ok_or(ApiError::Unauthorized("not signed in"))?;
+    if let Some(why) = cross_site_refusal(&req, &state, &session.csrf_token) {
+        return Err(ApiError::Csrf(why));
+    }
+    // Revoked already by a racing sign-out: signed out all the same.
+    state
+        .session_store
+        .end(&session, RequestId::of(&req))
+        .await?;
     Ok(HttpResponse::NoContent()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
         .cookie(state.sessions.removal(SESSION_COOKIE, "/"))
         .finish())
 }

@@ -16,3 +16,4 @@ mod onboarding;
 mod registrations;
 mod reviewers;
 mod storage;
+mod sessions;

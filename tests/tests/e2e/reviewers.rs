@@ -54,6 +54,16 @@ pub(crate) async fn browser_sign_in(
         .cookie_store(true)
         .build()
         .unwrap();
+    browser_sign_in_with(browser, app, provider, login).await
+}
+
+/// [`browser_sign_in`] with a browser of the caller's (e.g. one with its own cookie store).
+pub(crate) async fn browser_sign_in_with(
+    browser: reqwest::Client,
+    app: &TestApp,
+    provider: &OidcProvider,
+    login: &str,
+) -> (reqwest::Client, reqwest::Response) {
     let page = browser.get(app.url("/auth/login")).send().await.unwrap();
     assert!(
         page.url().as_str().starts_with(&provider.issuer),
@@ -102,8 +112,16 @@ e2e_tests! {
         // A reviewer is not an auditor.
         assert_eq!(browser.get(app.url("/v1/audit/events")).send().await.unwrap().status(), 403);
 
-        // Sign out ends the session.
-        let out = browser.post(app.url("/auth/logout")).send().await.unwrap();
+        // Sign out ends the session; like any change, it needs the own origin and the
+        // session's CSRF token.
+        assert_eq!(browser.post(app.url("/auth/logout")).send().await.unwrap().status(), 403);
+        let out = browser
+            .post(app.url("/auth/logout"))
+            .header("origin", app.public_base_url())
+            .header("x-csrf-token", me["csrf_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
         assert_eq!(out.status(), 204);
         let cookie = out.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
         assert!(cookie.starts_with("gw_session=") && cookie.contains("Max-Age=0"), "{cookie}");

@@ -66,12 +66,23 @@ impl TestApp {
         database: Arc<TestDatabase>,
         settings: Settings,
     ) -> TestApp {
-        let app = Application::build_with_listener(
-            &settings,
+        Self::spawn_on_with_clock(
             listener,
+            database,
+            settings,
             Arc::new(gateway_domain::SystemClock),
         )
-        .expect("the application builds");
+    }
+
+    /// [`Self::spawn_on`] with the clock the test controls.
+    pub fn spawn_on_with_clock(
+        listener: std::net::TcpListener,
+        database: Arc<TestDatabase>,
+        settings: Settings,
+        clock: Arc<dyn gateway_domain::Clock>,
+    ) -> TestApp {
+        let app = Application::build_with_listener(&settings, listener, clock)
+            .expect("the application builds");
         Self::serve(app, database, settings)
     }
 
