@@ -79,6 +79,9 @@ pub enum AuditAction {
     DomainRecordMissing,
     DomainRecordRestored,
     DomainUnverified,
+    RegistrationTokenRotated,
+    RegistrationTokenRevoked,
+    RegistrationTokenIssued,
 }
 
 impl AuditAction {
@@ -114,6 +117,9 @@ impl AuditAction {
             Self::DomainRecordMissing => "domain.record_missing",
             Self::DomainRecordRestored => "domain.record_restored",
             Self::DomainUnverified => "domain.unverified",
+            Self::RegistrationTokenRotated => "registration_token.rotated",
+            Self::RegistrationTokenRevoked => "registration_token.revoked",
+            Self::RegistrationTokenIssued => "registration_token.issued",
         }
     }
 }

@@ -12,6 +12,7 @@ mod evidence;
 mod keys;
 mod models;
 mod organisations;
+mod registration_tokens;
 pub mod schema;
 mod secure_domains;
 #[cfg(feature = "testing")]
