@@ -8,6 +8,7 @@ mod oidc_provider;
 mod support;
 
 mod audit;
+mod credentials;
 mod domains;
 mod health;
 mod identity;
