@@ -95,6 +95,7 @@ pub enum ProblemKind {
     DocumentNotPdf,
     CsrfRejected,
     GrantInactive,
+    RegistrationTokenState,
 }
 
 /// What a problem kind says about itself: one row of the table below.
@@ -122,7 +123,7 @@ const fn info(
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 28] = [
+    pub const ALL: [ProblemKind; 29] = [
         Self::MalformedRequest,
         Self::ValidationFailed,
         Self::UnsupportedMediaType,
@@ -151,6 +152,7 @@ impl ProblemKind {
         Self::DocumentNotPdf,
         Self::CsrfRejected,
         Self::GrantInactive,
+        Self::RegistrationTokenState,
     ];
 
     /// The one table of problem kinds: slug, status, title and description together.
@@ -185,6 +187,7 @@ impl ProblemKind {
             Self::DocumentNotPdf => info("document-not-pdf", S::UNSUPPORTED_MEDIA_TYPE, "The document is not a PDF", "Evidence documents must be PDF files, recognised by their content (not their name or declared type). Nothing was stored."),
             Self::CsrfRejected => info("csrf-rejected", S::FORBIDDEN, "Cross-site request refused", "A change made with the reviewer session cookie must come from the gateway's own origin (Origin header) and carry the session's X-CSRF-Token (from GET /auth/me)."),
             Self::GrantInactive => info("grant-inactive", S::FORBIDDEN, "No agreement in force", "The token's data scope is no longer backed by an approved agreement in force: it was suspended, revoked, expired, or its required evidence lapsed. This is checked on every request."),
+            Self::RegistrationTokenState => info("registration-token-state", S::CONFLICT, "Not allowed in the registration token's state", "Revoking needs a registration token in force; issuing a fresh one needs the token revoked first. Nothing was changed."),
         }
     }
 
@@ -226,6 +229,7 @@ fn refusal_kind(kind: RefusalKind) -> ProblemKind {
         RefusalKind::RegistrationNotRejectable => ProblemKind::RegistrationNotRejectable,
         RefusalKind::OrganisationRejected => ProblemKind::OrganisationRejected,
         RefusalKind::DocumentNotPdf => ProblemKind::DocumentNotPdf,
+        RefusalKind::RegistrationTokenState => ProblemKind::RegistrationTokenState,
     }
 }
 

@@ -270,6 +270,41 @@ fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, ApiError> {
         })
 }
 
+/// The organisation whose live registration access token `presented` is, or 401. A rotated
+/// or revoked token is no longer stored, so it fails here like an unknown one.
+async fn registration_token_owner(
+    state: &AppState,
+    presented: &PresentedToken,
+) -> Result<OrganisationId, ApiError> {
+    let repo = state.organisations.clone();
+    let selector = presented.selector.clone();
+    let stored = web::block(move || repo.find_credential(&selector)).await??;
+    match stored {
+        Some(stored) if presented.matches(&stored.secret_sha256) => Ok(stored.organisation_id),
+        _ => Err(ApiError::Unauthorized("invalid bearer token")),
+    }
+}
+
+/// The organisation of a gateway access token with the `organisation:manage` scope: 401 for
+/// an invalid token, 403 for one without the scope.
+async fn managing_access_token(
+    state: &AppState,
+    token: String,
+) -> Result<OrganisationId, ApiError> {
+    let signing = state.signing.clone();
+    let claims = web::block(move || signing.verify(&token))
+        .await?
+        .ok_or(ApiError::Unauthorized("invalid bearer token"))?;
+    if !claims.scopes().contains(&Scope::OrganisationManage) {
+        return Err(ApiError::Forbidden(
+            "this token lacks the organisation:manage scope".to_owned(),
+        ));
+    }
+    let id = uuid::Uuid::parse_str(&claims.sub)
+        .map_err(|_| ApiError::Forbidden("this token is not an organisation's".to_owned()))?;
+    Ok(OrganisationId::from_uuid(id))
+}
+
 /// An organisation managing its own registration: by its registration access token, or by a
 /// gateway access token with the `organisation:manage` scope.
 #[derive(Debug, Clone, Copy)]
@@ -286,29 +321,55 @@ impl FromRequest for OrganisationCaller {
             let token = token.ok_or(ApiError::Unauthorized("missing bearer token"))?;
             let state = state?;
             if let Some(presented) = PresentedToken::parse(&token) {
-                let repo = state.organisations.clone();
-                let selector = presented.selector.clone();
-                let stored = web::block(move || repo.find_credential(&selector)).await??;
-                return match stored {
-                    Some(stored) if presented.matches(&stored.secret_sha256) => {
-                        Ok(OrganisationCaller(stored.organisation_id))
-                    }
-                    _ => Err(ApiError::Unauthorized("invalid bearer token")),
-                };
+                return registration_token_owner(&state, &presented)
+                    .await
+                    .map(OrganisationCaller);
             }
-            let signing = state.signing.clone();
-            let claims = web::block(move || signing.verify(&token))
-                .await?
-                .ok_or(ApiError::Unauthorized("invalid bearer token"))?;
-            if !claims.scopes().contains(&Scope::OrganisationManage) {
-                return Err(ApiError::Forbidden(
-                    "this token lacks the organisation:manage scope".to_owned(),
-                ));
+            managing_access_token(&state, token)
+                .await
+                .map(OrganisationCaller)
+        })
+    }
+}
+
+/// An organisation by its registration access token only: what changing keys and rotating
+/// the token itself need. A valid access token (5 minutes, obtained with the keys it would
+/// change) is authenticated but not enough: 403, so one leaked access token never becomes
+/// permanent access.
+#[derive(Debug, Clone)]
+pub struct RegistrationTokenCaller {
+    pub organisation: OrganisationId,
+    /// The presented token's selector: a rotation replaces exactly this credential.
+    pub selector: String,
+}
+
+impl RegistrationTokenCaller {
+    pub fn organisation(&self) -> OrganisationCaller {
+        OrganisationCaller(self.organisation)
+    }
+}
+
+impl FromRequest for RegistrationTokenCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req);
+        let state = app_state(req);
+        Box::pin(async move {
+            let token = token.ok_or(ApiError::Unauthorized("missing bearer token"))?;
+            let state = state?;
+            if let Some(presented) = PresentedToken::parse(&token) {
+                let organisation = registration_token_owner(&state, &presented).await?;
+                return Ok(RegistrationTokenCaller {
+                    organisation,
+                    selector: presented.selector,
+                });
             }
-            let id = uuid::Uuid::parse_str(&claims.sub).map_err(|_| {
-                ApiError::Forbidden("this token is not an organisation's".to_owned())
-            })?;
-            Ok(OrganisationCaller(OrganisationId::from_uuid(id)))
+            managing_access_token(&state, token).await?;
+            Err(ApiError::Forbidden(
+                "this needs the registration access token; access tokens may only read".to_owned(),
+            ))
         })
     }
 }

@@ -81,6 +81,9 @@ pub enum AuditAction {
     DomainRecordMissing,
     DomainRecordRestored,
     DomainUnverified,
+    RegistrationTokenRotated,
+    RegistrationTokenRevoked,
+    RegistrationTokenIssued,
 }
 
 impl AuditAction {
@@ -117,6 +120,9 @@ impl AuditAction {
             Self::DomainRecordMissing => "domain.record_missing",
             Self::DomainRecordRestored => "domain.record_restored",
             Self::DomainUnverified => "domain.unverified",
+            Self::RegistrationTokenRotated => "registration_token.rotated",
+            Self::RegistrationTokenRevoked => "registration_token.revoked",
+            Self::RegistrationTokenIssued => "registration_token.issued",
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod merkle;
 pub mod ods;
 pub mod organisation;
 pub mod ports;
+pub mod registration_token;
 pub mod services;
 pub mod session;
 pub mod text;

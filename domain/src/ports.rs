@@ -12,6 +12,7 @@ use crate::keys::PartnerKey;
 use crate::merkle::{Hash, NodeId, Sha256};
 use crate::ods::OdsCode;
 use crate::organisation::{NewOrganisation, Organisation, OrganisationId, Version};
+use crate::registration_token::RegistrationTokenStatus;
 use std::collections::HashMap;
 
 /// A uniqueness rule that a write would break.
@@ -204,6 +205,46 @@ pub trait OrganisationRepository: Send + Sync {
     /// How other active organisations' verified claims and ODS codes overlap `organisation`'s.
     fn claim_overlaps(&self, organisation: &Organisation)
         -> Result<ClaimOverlaps, RepositoryError>;
+
+    /// The registration token's state of each of `ids` that has one (organisations
+    /// registered before tokens had a state get one by migration).
+    fn registration_tokens(
+        &self,
+        ids: &[OrganisationId],
+    ) -> Result<HashMap<OrganisationId, RegistrationTokenStatus>, RepositoryError>;
+
+    /// Rotation by the token's holder: removes the live credential `current_selector` of
+    /// organisation `id`, stores `next` in its place, records the rotation at `at` (one more
+    /// rotation, the version incremented) and appends `event`, atomically.
+    ///
+    /// MUST return `NotFound` and change nothing when `current_selector` is no longer a live
+    /// credential of `id` (rotated or revoked meanwhile): of concurrent rotations with one
+    /// token, exactly one succeeds, and the others' token no longer works.
+    fn rotate_credential(
+        &self,
+        id: OrganisationId,
+        current_selector: &str,
+        next: &CredentialDigest,
+        at: DateTime<Utc>,
+        event: &NewAuditEvent,
+    ) -> Result<RegistrationTokenStatus, RepositoryError>;
+
+    /// A reviewer's change of the token's state (revocation, or a fresh token after one):
+    /// removes every live credential of `next`'s organisation `id`, stores `credential` (when
+    /// given) as its only live one, writes `next` (whose version is `expected.next()`) and
+    /// appends `event`, atomically, only if the stored state is still at `expected`.
+    ///
+    /// MUST return `NotFound` when the organisation has no token state, and `VersionMismatch`
+    /// (with the current version) when it is not at `expected` any more; then it changes
+    /// nothing.
+    fn replace_token_state(
+        &self,
+        id: OrganisationId,
+        expected: Version,
+        next: &RegistrationTokenStatus,
+        credential: Option<&CredentialDigest>,
+        event: &NewAuditEvent,
+    ) -> Result<RegistrationTokenStatus, RepositoryError>;
 }
 
 pub trait SecureDomainRepository: Send + Sync {

@@ -13,6 +13,7 @@ mod keys;
 mod models;
 mod organisations;
 mod rate_limits;
+mod registration_tokens;
 pub mod schema;
 mod secure_domains;
 mod sessions;

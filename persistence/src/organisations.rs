@@ -1,7 +1,9 @@
 //! The organisation repository: organisations, their claimed domains (with their ownership
 //! proof) and registration credentials.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+use gateway_domain::registration_token::RegistrationTokenStatus;
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -336,14 +338,7 @@ impl OrganisationRepository for Database {
                 .map(|d| ClaimedDomain::unverified(d.clone()))
                 .collect();
             insert_domains(conn, &id_text, &claims, true)?;
-            diesel::insert_into(registration_credentials::table)
-                .values(CredentialRow {
-                    selector: credential.selector.clone(),
-                    organisation_id: id_text.clone(),
-                    secret_sha256: credential.secret_sha256.clone(),
-                    created_at: to_db_time(at),
-                })
-                .execute(conn)?;
+            crate::registration_tokens::insert_first(conn, id, credential, at)?;
             append_event(conn, event)?;
             load(conn, &id_text)?.ok_or(TxError::Domain(RepositoryError::NotFound))
         });
@@ -377,6 +372,35 @@ impl OrganisationRepository for Database {
             }
             Ok(out)
         })
+    }
+
+    fn registration_tokens(
+        &self,
+        ids: &[OrganisationId],
+    ) -> Result<HashMap<OrganisationId, RegistrationTokenStatus>, RepositoryError> {
+        crate::registration_tokens::statuses(self, ids)
+    }
+
+    fn rotate_credential(
+        &self,
+        id: OrganisationId,
+        current_selector: &str,
+        next: &CredentialDigest,
+        at: DateTime<Utc>,
+        event: &NewAuditEvent,
+    ) -> Result<RegistrationTokenStatus, RepositoryError> {
+        crate::registration_tokens::rotate(self, id, current_selector, next, at, event)
+    }
+
+    fn replace_token_state(
+        &self,
+        id: OrganisationId,
+        expected: Version,
+        next: &RegistrationTokenStatus,
+        credential: Option<&CredentialDigest>,
+        event: &NewAuditEvent,
+    ) -> Result<RegistrationTokenStatus, RepositoryError> {
+        crate::registration_tokens::replace(self, id, expected, next, credential, event)
     }
 
     fn find_credential(&self, selector: &str) -> Result<Option<StoredCredential>, RepositoryError> {

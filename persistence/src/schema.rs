@@ -236,3 +236,21 @@ diesel::table! {
         revoked_at -> Nullable<Timestamp>,
     }
 }
+
+diesel::table! {
+    registration_tokens (organisation_id) {
+        organisation_id -> Text,
+        state -> Text,
+        issued_at -> Timestamp,
+        issued_by -> Nullable<Text>,
+        rotated_at -> Nullable<Timestamp>,
+        rotations -> BigInt,
+        revoked_at -> Nullable<Timestamp>,
+        revoked_by -> Nullable<Text>,
+        revocation_reason -> Nullable<Text>,
+        version -> BigInt,
+    }
+}
+
+diesel::joinable!(registration_tokens -> organisations (organisation_id));
+diesel::allow_tables_to_appear_in_same_query!(registration_tokens, organisations);

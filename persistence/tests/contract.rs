@@ -1429,6 +1429,115 @@ mod reviewer_sessions {
             assert_eq!(two.find_session(&s.id_sha256).unwrap(), Some(s.clone()));
             assert!(two.revoke_session(&s.id_sha256, t0 + Duration::minutes(1), &reviewer_event(AuditAction::ReviewerLogout)).unwrap());
             assert_eq!(one.find_session(&s.id_sha256).unwrap().unwrap().revoked_at, Some(t0 + Duration::minutes(1)));
+mod registration_tokens {
+    //! The registration token's live credentials and state: rotation swaps the presented
+    //! credential atomically (one winner), reviewers' changes compare the state's version.
+
+    use super::*;
+    use gateway_domain::registration_token::{RegistrationTokenState, TokenIssuer};
+    use gateway_domain::text::Reason;
+
+    fn rotated(
+        db: &Database,
+        org: OrganisationId,
+        current: &str,
+        next: &str,
+    ) -> Result<gateway_domain::registration_token::RegistrationTokenStatus, RepositoryError> {
+        db.rotate_credential(
+            org,
+            current,
+            &credential(next),
+            now(),
+            &event(AuditAction::RegistrationTokenRotated, Some(org)),
+        )
+    }
+
+    backend_tests! {
+        fn registration_starts_an_active_token_that_rotation_replaces(backend) {
+            let test = TestDatabase::new(backend);
+            let db = test.open();
+            let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+            let status = db.registration_tokens(&[org.id]).unwrap().remove(&org.id).unwrap();
+            assert_eq!((status.state, status.issued_by.clone(), status.rotations), (RegistrationTokenState::Active, TokenIssuer::Registration, 0));
+            let events_before = audit_count(&db);
+
+            let after = rotated(&db, org.id, "sel-AB123", "sel-next").unwrap();
+            assert_eq!((after.rotations, after.version), (1, status.version.next()));
+            assert!(after.rotated_at.is_some());
+            assert!(db.find_credential("sel-AB123").unwrap().is_none(), "the old credential is gone");
+            assert_eq!(db.find_credential("sel-next").unwrap().unwrap().organisation_id, org.id);
+            assert_eq!(audit_count(&db), events_before + 1);
+
+            // The old credential cannot rotate again, nor can another organisation's id.
+            assert!(matches!(rotated(&db, org.id, "sel-AB123", "sel-x"), Err(RepositoryError::NotFound)));
+            let other = register(&db, "CD456", &["two.example.org"]).unwrap();
+            assert!(matches!(rotated(&db, other.id, "sel-next", "sel-y"), Err(RepositoryError::NotFound)));
+            assert!(db.find_credential("sel-x").unwrap().is_none());
+            assert!(db.find_credential("sel-y").unwrap().is_none());
+            assert_eq!(db.find_credential("sel-next").unwrap().unwrap().organisation_id, org.id);
+            assert_eq!(audit_count(&db), events_before + 2, "refused rotations append nothing");
+        }
+
+        fn of_concurrent_rotations_with_one_token_exactly_one_wins(backend) {
+            let test = TestDatabase::new(backend);
+            let db = Arc::new(test.open());
+            let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+            let barrier = Arc::new(Barrier::new(6));
+            let handles: Vec<_> = (0..6)
+                .map(|i| {
+                    let (db, barrier) = (db.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        rotated(&db, org.id, "sel-AB123", &format!("sel-new{i}")).is_ok()
+                    })
+                })
+                .collect();
+            let won: Vec<usize> = handles.into_iter().enumerate().filter_map(|(i, h)| h.join().unwrap().then_some(i)).collect();
+            assert_eq!(won.len(), 1, "exactly one rotation wins: {won:?}");
+            for i in 0..6 {
+                assert_eq!(db.find_credential(&format!("sel-new{i}")).unwrap().is_some(), i == won[0]);
+            }
+            let status = db.registration_tokens(&[org.id]).unwrap().remove(&org.id).unwrap();
+            assert_eq!(status.rotations, 1);
+            let rotations = db.list_events(0, 100).unwrap().into_iter().filter(|e| e.action == "registration_token.rotated").count();
+            assert_eq!(rotations, 1);
+        }
+
+        fn revocation_removes_every_credential_and_a_fresh_one_replaces_them(backend) {
+            let test = TestDatabase::new(backend);
+            let db = test.open();
+            let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+            let other = register(&db, "CD456", &["two.example.org"]).unwrap();
+            let current = db.registration_tokens(&[org.id]).unwrap().remove(&org.id).unwrap();
+            let mut revoked = current.clone();
+            revoked.state = RegistrationTokenState::Revoked;
+            revoked.revoked_at = Some(now());
+            revoked.revoked_by = Some("approver1".into());
+            revoked.revocation_reason = Some(Reason::parse("leaked").unwrap());
+            revoked.version = current.version.next();
+            let event = event(AuditAction::RegistrationTokenRevoked, Some(org.id));
+            let stored = db.replace_token_state(org.id, current.version, &revoked, None, &event).unwrap();
+            assert_eq!(stored, revoked);
+            assert!(db.find_credential("sel-AB123").unwrap().is_none());
+            assert!(db.find_credential("sel-CD456").unwrap().is_some(), "other organisations keep theirs");
+            // A stale version changes nothing.
+            let events_before = audit_count(&db);
+            let refused = db.replace_token_state(org.id, current.version, &current, Some(&credential("sel-stale")), &event);
+            assert!(matches!(refused, Err(RepositoryError::VersionMismatch { current }) if current == revoked.version));
+            assert!(db.find_credential("sel-stale").unwrap().is_none());
+            assert_eq!(audit_count(&db), events_before);
+            // Unknown organisations have no token state.
+            assert!(matches!(db.replace_token_state(OrganisationId::new(), Version::FIRST, &revoked, None, &event), Err(RepositoryError::NotFound)));
+            // A fresh token.
+            let mut fresh = revoked.clone();
+            fresh.state = RegistrationTokenState::Active;
+            fresh.issued_by = TokenIssuer::Approver("approver1".into());
+            fresh.version = revoked.version.next();
+            db.replace_token_state(org.id, revoked.version, &fresh, Some(&credential("sel-fresh")), &event).unwrap();
+            assert_eq!(db.find_credential("sel-fresh").unwrap().unwrap().organisation_id, org.id);
+            let both = db.registration_tokens(&[org.id, other.id]).unwrap();
+            assert_eq!(both[&org.id], fresh);
+            assert_eq!(both[&other.id].state, RegistrationTokenState::Active);
         }
     }
 }

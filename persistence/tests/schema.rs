@@ -444,6 +444,9 @@ fn onboarding_migration_keeps_existing_rows(backend: Backend) {
         ),
         1
     );
+    // The token an organisation held before tokens had a state is active, issued at
+    // registration, never rotated.
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM registration_tokens WHERE organisation_id = 'o1' AND state = 'active' AND issued_by IS NULL AND rotations = 0 AND revoked_at IS NULL"), 1);
 
     // The foreign keys still hold afterwards, and still cascade.
     let mut conn = db.connection().unwrap();
@@ -455,6 +458,10 @@ fn onboarding_migration_keeps_existing_rows(backend: Backend) {
     drop(conn);
     execute(&db, "DELETE FROM organisations WHERE id = 'o1'");
     assert_eq!(count(&db, "SELECT count(*) AS n FROM partner_keys"), 0);
+    assert_eq!(
+        count(&db, "SELECT count(*) AS n FROM registration_tokens"),
+        0
+    );
     assert_eq!(
         count(&db, "SELECT count(*) AS n FROM organisation_domains"),
         0

@@ -3,6 +3,7 @@
 
 mod agreements;
 mod audit;
+mod credentials;
 mod evidence;
 mod keys;
 mod oauth;
@@ -12,6 +13,7 @@ mod reviewers;
 
 pub use agreements::*;
 pub use audit::*;
+pub use credentials::*;
 pub use evidence::*;
 pub use keys::*;
 pub use oauth::*;

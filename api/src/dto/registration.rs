@@ -310,6 +310,10 @@ pub struct OrganisationResponse {
     /// Where the organisation stands: shown when the organisation reads itself.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub onboarding: Option<OnboardingDto>,
+    /// The registration access token's state (issued, rotated, revoked: when and by whom):
+    /// shown to reviewers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registration_token: Option<crate::dto::RegistrationTokenResponse>,
     /// Increases with every change; the ETag is this number in quotes.
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -364,6 +368,7 @@ impl From<&Organisation> for OrganisationResponse {
             status: org.status.as_str().to_owned(),
             status_reason: org.status_reason.as_ref().map(ToString::to_string),
             onboarding: None,
+            registration_token: None,
             version: org.version.0,
             created_at: org.created_at,
             updated_at: org.updated_at,
@@ -372,6 +377,16 @@ impl From<&Organisation> for OrganisationResponse {
 }
 
 impl OrganisationResponse {
+    /// The organisation as reviewers read it: with its registration token's state.
+    pub fn for_reviewers(
+        org: &Organisation,
+        token: Option<&gateway_domain::registration_token::RegistrationTokenStatus>,
+    ) -> Self {
+        let mut response = Self::from(org);
+        response.registration_token = token.map(crate::dto::RegistrationTokenResponse::from);
+        response
+    }
+
     /// The organisation as it reads itself: with the TXT records to publish.
     pub fn for_owner(org: &Organisation) -> Self {
         let mut response = Self::from(org);

@@ -7,7 +7,7 @@ use gateway_domain::{Actor, AuditAction, NewAuditEvent, PartnerKey};
 use crate::auth::jwk::check_key_set;
 use crate::dto::{JwksRequest, PartnerKeyResponse, PartnerKeySetResponse};
 use crate::error::{ApiError, Problem};
-use crate::extract::{JsonBody, OrganisationCaller, RequestId};
+use crate::extract::{JsonBody, OrganisationCaller, RegistrationTokenCaller, RequestId};
 use crate::routes::registrations::own_organisation;
 use crate::state::AppState;
 
@@ -27,10 +27,12 @@ fn view(state: &AppState, keys: &[PartnerKey]) -> PartnerKeySetResponse {
     }
 }
 
-/// Replace the organisation's public key set.
+/// Replace the organisation's public key set (registration access token only).
 ///
 /// Rotation without downtime: add the new key (keeping the old), start signing with it, then
-/// send the set without the old key. Keys sent again unchanged keep their history.
+/// send the set without the old key. Keys sent again unchanged keep their history. Only the
+/// registration access token changes keys: an access token (which these very keys obtain)
+/// gets 403, so a leaked access token cannot make itself permanent by adding a key.
 #[utoipa::path(
     tag = "keys",
     operation_id = "put_organisation_jwks",
@@ -39,8 +41,8 @@ fn view(state: &AppState, keys: &[PartnerKey]) -> PartnerKeySetResponse {
     responses(
         (status = 200, description = "The stored key set", body = PartnerKeySetResponse),
         (status = 400, description = "Malformed JSON or unknown field", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid registration access token or access token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "An access token without organisation:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid registration access token (a rotated or revoked one included)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An access token: changing keys needs the registration access token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organisation visible to this token", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
@@ -48,17 +50,18 @@ fn view(state: &AppState, keys: &[PartnerKey]) -> PartnerKeySetResponse {
         (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("registration_token" = []), ("partner_oauth" = ["organisation:manage"]))
+    security(("registration_token" = []))
 )]
 #[put("/v1/organisations/{id}/jwks")]
 #[tracing::instrument(name = "put_organisation_jwks", skip_all, fields(organisation_id = %id))]
 pub async fn put_jwks(
     req: HttpRequest,
-    caller: OrganisationCaller,
+    caller: RegistrationTokenCaller,
     state: web::Data<AppState>,
     id: web::Path<String>,
     body: JsonBody<JwksRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let caller = caller.organisation();
     let id = own_organisation(caller, &id)?;
     let now = state.clock.now();
     let keys = check_key_set(&body.0.keys, now).map_err(ApiError::Validation)?;

@@ -9,6 +9,7 @@ use crate::extract::{RequestId, ReviewerCaller};
 
 pub mod agreements;
 pub mod audit;
+pub mod credentials;
 pub mod domains;
 pub mod evidence;
 pub mod fallback;
@@ -82,5 +83,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(review::queue)
         .service(review::get_agreement)
         .service(review::transition)
-        .service(review::reject_registration);
+        .service(review::reject_registration)
+        .service(credentials::rotate)
+        .service(credentials::revoke)
+        .service(credentials::reissue);
 }

@@ -25,7 +25,10 @@ fn render(item: &ReviewItem, now: chrono::DateTime<chrono::Utc>) -> ReviewAgreem
             item.effective_state,
             item.signature.as_str(),
         ),
-        organisation: OrganisationResponse::from(&item.organisation),
+        organisation: OrganisationResponse::for_reviewers(
+            &item.organisation,
+            item.registration_token.as_ref(),
+        ),
         evidence: item
             .evidence
             .iter()

@@ -252,15 +252,24 @@ pub async fn list_organisations(
         });
     }
     let after = page.after.map(OrganisationId::from_uuid);
-    let repo = state.organisations.clone();
-    let items = web::block(move || repo.list_organisations(after, limit)).await??;
+    let services = state.services.clone();
+    let (items, tokens) = web::block(move || {
+        let items = services.organisations.list_organisations(after, limit)?;
+        let ids: Vec<OrganisationId> = items.iter().map(|o| o.id).collect();
+        let tokens = services.registration_tokens(&ids)?;
+        Ok::<_, ApiError>((items, tokens))
+    })
+    .await??;
     let next_after = (items.len() as i64 == limit)
         .then(|| items.last().map(|o| o.id.as_uuid()))
         .flatten();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(OrganisationListResponse {
-            items: items.iter().map(OrganisationResponse::from).collect(),
+            items: items
+                .iter()
+                .map(|o| OrganisationResponse::for_reviewers(o, tokens.get(&o.id)))
+                .collect(),
             next_after,
         }))
 }

@@ -28,6 +28,9 @@ pub struct Store {
     pub evidence: BTreeMap<EvidenceId, (Evidence, Option<Vec<u8>>)>,
     pub agreements: BTreeMap<AgreementId, Agreement>,
     pub events: Vec<NewAuditEvent>,
+    /// Live registration credentials: selector to organisation.
+    pub credentials: BTreeMap<String, OrganisationId>,
+    pub tokens: BTreeMap<OrganisationId, crate::registration_token::RegistrationTokenStatus>,
     /// TXT answers by record name; a name not listed is NXDOMAIN.
     pub dns: BTreeMap<String, Result<TxtAnswer, DnsUnavailable>>,
 }
@@ -91,11 +94,16 @@ impl OrganisationRepository for Fake {
         &self,
         id: OrganisationId,
         new: &NewOrganisation,
-        _credential: &CredentialDigest,
+        credential: &CredentialDigest,
         at: DateTime<Utc>,
         event: &NewAuditEvent,
     ) -> Result<Organisation, RepositoryError> {
         let mut store = self.store();
+        store.credentials.insert(credential.selector.clone(), id);
+        store.tokens.insert(
+            id,
+            crate::registration_token::RegistrationTokenStatus::registered(at),
+        );
         if store.ods_held_elsewhere(id, &new.ods_code) {
             return Err(Conflict::OdsCodeTaken(new.ods_code.clone()).into());
         }
@@ -140,6 +148,70 @@ impl OrganisationRepository for Fake {
 
     fn find_credential(&self, _: &str) -> Result<Option<StoredCredential>, RepositoryError> {
         Ok(None)
+    }
+
+    fn registration_tokens(
+        &self,
+        ids: &[OrganisationId],
+    ) -> Result<
+        std::collections::HashMap<
+            OrganisationId,
+            crate::registration_token::RegistrationTokenStatus,
+        >,
+        RepositoryError,
+    > {
+        let store = self.store();
+        Ok(ids
+            .iter()
+            .filter_map(|id| store.tokens.get(id).map(|t| (*id, t.clone())))
+            .collect())
+    }
+
+    fn rotate_credential(
+        &self,
+        id: OrganisationId,
+        current_selector: &str,
+        next: &CredentialDigest,
+        at: DateTime<Utc>,
+        event: &NewAuditEvent,
+    ) -> Result<crate::registration_token::RegistrationTokenStatus, RepositoryError> {
+        let mut store = self.store();
+        if store.credentials.get(current_selector) != Some(&id) {
+            return Err(RepositoryError::NotFound);
+        }
+        store.credentials.remove(current_selector);
+        store.credentials.insert(next.selector.clone(), id);
+        let token = store.tokens.get_mut(&id).ok_or(RepositoryError::NotFound)?;
+        token.rotated_at = Some(at);
+        token.rotations += 1;
+        token.version = token.version.next();
+        let token = token.clone();
+        store.events.push(event.clone());
+        Ok(token)
+    }
+
+    fn replace_token_state(
+        &self,
+        id: OrganisationId,
+        expected: Version,
+        next: &crate::registration_token::RegistrationTokenStatus,
+        credential: Option<&CredentialDigest>,
+        event: &NewAuditEvent,
+    ) -> Result<crate::registration_token::RegistrationTokenStatus, RepositoryError> {
+        let mut store = self.store();
+        let current = store.tokens.get(&id).ok_or(RepositoryError::NotFound)?;
+        if current.version != expected {
+            return Err(RepositoryError::VersionMismatch {
+                current: current.version,
+            });
+        }
+        store.credentials.retain(|_, owner| *owner != id);
+        if let Some(credential) = credential {
+            store.credentials.insert(credential.selector.clone(), id);
+        }
+        store.tokens.insert(id, next.clone());
+        store.events.push(event.clone());
+        Ok(next.clone())
     }
 
     fn update(

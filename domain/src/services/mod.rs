@@ -22,6 +22,7 @@ pub mod audit;
 pub mod domains;
 pub mod evidence;
 pub mod registration;
+pub mod registration_token;
 pub mod review;
 
 #[cfg(test)]
@@ -50,6 +51,9 @@ pub enum RefusalKind {
     OrganisationRejected,
     /// The uploaded document is not a PDF (recognised by its content).
     DocumentNotPdf,
+    /// The registration token's state does not allow this (revoking a revoked token, issuing
+    /// a fresh one while one is in force).
+    RegistrationTokenState,
 }
 
 /// A refusal by a domain rule: what kind, a sentence, and every unmet precondition.

@@ -44,6 +44,8 @@ pub struct ReviewItem {
     pub warnings: Vec<String>,
     /// Every precondition of approval not met now (empty when it could be approved).
     pub unmet_for_approval: Vec<FieldError>,
+    /// The organisation's registration token state.
+    pub registration_token: Option<crate::registration_token::RegistrationTokenStatus>,
 }
 
 /// A transition as a reviewer asks for it.
@@ -243,7 +245,12 @@ impl Services {
             Vec::new()
         };
         let warnings = warnings(&organisation, &overlaps, set, now);
+        let registration_token = self
+            .organisations
+            .registration_tokens(&[organisation.id])?
+            .remove(&organisation.id);
         Ok(ReviewItem {
+            registration_token,
             effective_state,
             warnings,
             signature,

@@ -83,14 +83,20 @@ e2e_tests! {
         let used = api.get_organisation_jwks().id(id).send().await.unwrap().into_inner();
         assert!(used.keys[0].last_used_at.is_some(), "using a key records it");
 
-        // Rotation with no downtime: add the new key, use it, drop the old one.
+        // Only the registration token changes keys: the access token reads them (above) but
+        // gets 403 here, and nothing changes.
         let new = TestKey::new("ec_p256", "k-new");
-        app.put_keys(id, &issued.access_token, vec![old.jwk(), new.jwk()]).await.unwrap();
+        let refused = problem_of(app.put_keys(id, &issued.access_token, vec![old.jwk(), new.jwk()]).await);
+        assert_eq!((refused.0, refused.1.type_.as_str()), (403, "/problems/forbidden"));
+        assert_eq!(api.get_organisation_jwks().id(id).send().await.unwrap().into_inner().keys.len(), 1);
+
+        // Rotation with no downtime: add the new key, use it, drop the old one.
+        app.put_keys(id, &registration_token, vec![old.jwk(), new.jwk()]).await.unwrap();
         let still_used = api.get_organisation_jwks().id(id).send().await.unwrap().into_inner();
         assert!(still_used.keys.iter().find(|k| k.kid == "k-old").unwrap().last_used_at.is_some(), "an unchanged key keeps its history");
         app.access_token(id, &new).await;
         app.access_token(id, &old).await;
-        app.put_keys(id, &issued.access_token, vec![new.jwk()]).await.unwrap();
+        app.put_keys(id, &registration_token, vec![new.jwk()]).await.unwrap();
         let stale = sign(&old, &claims(&id.to_string(), &app.token_endpoint()));
         assert_eq!(oauth_error(app.request_token(&stale, None).await), (401, "invalid_client".to_owned()));
         app.access_token(id, &new).await;
@@ -250,7 +256,9 @@ e2e_tests! {
             assert_eq!(problem_of(api.get_organisation().id(id_b).send().await).0, 404);
             assert_eq!(problem_of(api.update_organisation().id(id_b).if_match("\"1\"").body(gateway_client::types::OrganisationPatch::default()).send().await).0, 404);
             assert_eq!(problem_of(api.get_organisation_jwks().id(id_b).send().await).0, 404);
-            assert_eq!(problem_of(app.put_keys(id_b, token, vec![key_a.jwk()]).await).0, 404);
+            // An access token may not change keys at all (403 before 404).
+            let refused = if token == &access_a { 403 } else { 404 };
+            assert_eq!(problem_of(app.put_keys(id_b, token, vec![key_a.jwk()]).await).0, refused);
         }
         // B's keys are untouched.
         let b_token = app.access_token(id_b, &key_b).await;

@@ -9,6 +9,7 @@ mod support;
 
 mod abuse;
 mod audit;
+mod credentials;
 mod domains;
 mod health;
 mod identity;

@@ -1,0 +1,2 @@
+-- Revoked organisations stay without a live credential.
+DROP TABLE registration_tokens;
