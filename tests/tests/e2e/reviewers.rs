@@ -210,7 +210,7 @@ e2e_tests! {
         assert_eq!(landed.status(), 200, "signed in with the rotated key: {}", landed.url());
         let me: Value = landed.json().await.unwrap();
         assert_eq!(me["subject"], "approver1");
-        assert_eq!(me["roles"], serde_json::json!(["approver", "reviewer"]));
+        assert_eq!(me["roles"], serde_json::json!(["reviewer", "approver"]));
         assert_eq!(browser.get(app.url("/v1/review/organisations")).send().await.unwrap().status(), 200);
         assert_eq!(app.api_as(&new_token).reviewer_me().send().await.unwrap().into_inner().subject, "automation-reviewer");
         // Tokens signed with the dropped key stop working.
