@@ -101,6 +101,8 @@ pub struct OidcSettings {
     /// A session unused this long ends (idle timeout).
     pub session_idle_minutes: u32,
     pub bearer_people: BearerPeople,
+    /// Refetch the provider's keys at most this often when a token names an unknown `kid`.
+    pub jwks_min_refetch_seconds: u64,
     pub cookie_secure: bool,
     pub session_key: SecretString,
     /// Failed sign-ins (`/auth/callback`) per client address and minute, across replicas.
@@ -256,6 +258,19 @@ impl Settings {
             self.publisher.client_id.is_empty() == self.publisher.jwks_file.is_empty(),
             "publisher.client_id and publisher.jwks_file are set together"
         );
+        anyhow::ensure!(
+            self.auth.signing_key_overlap_hours >= 1,
+            "auth.signing_key_overlap_hours must be at least 1: tokens the old key signed must keep verifying after a rotation"
+        );
+        for (key, value) in [
+            ("oidc.roles_claim", &self.oidc.roles_claim),
+            ("oidc.reviewer_role", &self.oidc.reviewer_role),
+            ("oidc.approver_role", &self.oidc.approver_role),
+            ("oidc.auditor_role", &self.oidc.auditor_role),
+        ] {
+            // A blank role name would match an empty roles claim: anyone would hold it.
+            anyhow::ensure!(!value.trim().is_empty(), "{key} must not be blank");
+        }
         if self.oidc.enabled() {
             anyhow::ensure!(
                 !self.oidc.client_id.is_empty() && !self.oidc.redirect_url.is_empty(),
@@ -307,6 +322,58 @@ mod tests {
         let mut settings = Settings::defaults().unwrap();
         settings.database.url = SecretString::from("postgres://gw:hunter2@127.0.0.1/gw");
         assert!(!format!("{settings:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_signing_key_overlap_of_zero_is_refused() {
+        let mut settings = Settings::defaults().unwrap();
+        settings.auth.signing_key_overlap_hours = 0;
+        let error = format!("{:#}", settings.validate().unwrap_err());
+        assert!(error.contains("auth.signing_key_overlap_hours"), "{error}");
+        settings.auth.signing_key_overlap_hours = 1;
+        settings.validate().unwrap();
+    }
+
+    #[test]
+    fn blank_role_names_are_refused() {
+        for key in [
+            "roles_claim",
+            "reviewer_role",
+            "approver_role",
+            "auditor_role",
+        ] {
+            for blank in ["", "  "] {
+                let mut settings = Settings::defaults().unwrap();
+                let value = match key {
+                    "roles_claim" => &mut settings.oidc.roles_claim,
+                    "reviewer_role" => &mut settings.oidc.reviewer_role,
+                    "approver_role" => &mut settings.oidc.approver_role,
+                    _ => &mut settings.oidc.auditor_role,
+                };
+                *value = blank.to_owned();
+                let error = format!("{:#}", settings.validate().unwrap_err());
+                assert!(
+                    error.contains(&format!("oidc.{key} must not be blank")),
+                    "{error}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_documented_empty_public_base_url_is_what_the_code_derives() {
+        // default.toml documents every key; its word on an empty public_base_url must be
+        // what startup's public_base_url() does: http://HOST:PORT as bound.
+        let documented = DEFAULTS
+            .split("public_base_url =")
+            .next()
+            .and_then(|before| before.rsplit("[server]").next())
+            .unwrap();
+        assert!(documented.contains("http://HOST:PORT"), "{documented}");
+        assert!(
+            !documented.contains("derived from each request"),
+            "{documented}"
+        );
     }
 
     #[test]

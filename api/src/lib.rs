@@ -17,6 +17,7 @@ pub mod openapi;
 pub mod page_token;
 pub mod rate_limit;
 pub mod routes;
+pub mod security_headers;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

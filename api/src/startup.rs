@@ -27,6 +27,7 @@ use crate::client_address::TrustedProxies;
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::extract::JsonLimit;
+use crate::security_headers::SecurityHeaders;
 use crate::state::{AppState, AuthPolicy, Publisher};
 use crate::telemetry;
 
@@ -254,7 +255,11 @@ impl Application {
             },
             publisher: load_publisher(settings, clock.now())?.map(Arc::new),
             oidc: if settings.oidc.enabled() {
-                Some(Arc::new(Oidc::new(settings.oidc.clone())?))
+                let oidc = Oidc::new(settings.oidc.clone())?;
+                if !oidc.bearer_enabled() {
+                    tracing::warn!("oidc.audience is empty or equals oidc.client_id: provider bearer tokens are refused, so reviewer automation is off (people still sign in); set oidc.audience to the audience your provider issues this API's access tokens for");
+                }
+                Some(Arc::new(oidc))
             } else {
                 None
             },
@@ -267,12 +272,19 @@ impl Application {
         let document = crate::openapi::document();
         let known_routes = crate::routes::fallback::KnownRoutes::from_document(&document);
         let limit = settings.server.json_body_limit_bytes;
+        let security_headers = SecurityHeaders::for_public_base_url(&public_base_url);
         let mut server = HttpServer::new(move || {
             App::new()
                 .into_utoipa_app()
                 .configure(crate::routes::configure)
                 .into_app()
-                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document.clone()))
+                .service(
+                    SwaggerUi::new("/docs/{_:.*}")
+                        .url("/openapi.json", document.clone())
+                        // The validator badge would load an image from swagger.io: the docs'
+                        // Content-Security-Policy allows this origin only.
+                        .config(utoipa_swagger_ui::Config::default().validator_url("none")),
+                )
                 .app_data(web::Data::new(state.clone()))
                 .app_data(JsonLimit(limit))
                 .app_data(web::PayloadConfig::new(limit))
@@ -290,6 +302,8 @@ impl Application {
                 )
                 .app_data(web::Data::new(known_routes.clone()))
                 .default_service(web::to(crate::routes::fallback::fallback))
+                .app_data(web::Data::new(security_headers))
+                .wrap(from_fn(crate::security_headers::security_headers))
                 .wrap(from_fn(telemetry::request_id))
         })
         .listen(listener)?

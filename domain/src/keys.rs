@@ -6,7 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 /// The key types partners may register.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyType {
-    /// RSA, 2048 bits or more: RS256, RS384, RS512.
+    /// RSA, 2048 to 4096 bits, public exponent 65537: RS256, RS384, RS512.
     Rsa,
     /// EC on P-256: ES256.
     EcP256,

@@ -1,10 +1,15 @@
 // A real OpenID provider (the npm package oidc-provider) for the reviewer tests, on loopback.
 //
 // Environment: REDIRECT_URI (the gateway's /auth/callback), AUDIENCE (the gateway's expected
-// audience for bearer tokens). Prints {"issuer": "..."} on its first line once listening.
+// audience for bearer tokens), PORT (default: any free one; a restart on the same port keeps
+// the issuer), KEYS: unset for oidc-provider's development keys, `rsa` for a fresh RS256 key
+// (a restart with it is a key rotation), `ec` for a fresh P-256 key with ES256 as the only
+// ID-token and access-token algorithm. Prints {"issuer": "..."} on its first line once
+// listening.
 //
 // People: any login name with any password; the roles claim comes from ROLES below.
 // Automation: client_credentials clients whose `roles` metadata becomes the token's roles.
+import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
@@ -13,6 +18,22 @@ const audience = process.env.AUDIENCE || 'urn:federation-gateway';
 if (!redirectUri) {
   console.error('REDIRECT_URI is required');
   process.exit(2);
+}
+
+const keys = process.env.KEYS || '';
+if (!['', 'rsa', 'ec'].includes(keys)) {
+  console.error('KEYS must be unset, rsa or ec');
+  process.exit(2);
+}
+const alg = keys === 'ec' ? 'ES256' : 'RS256';
+
+// A fresh signing key with a fresh kid, so a restart is a rotation the gateway must notice.
+function freshJwks() {
+  const { privateKey } = keys === 'ec'
+    ? crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' })
+    : crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const jwk = privateKey.export({ format: 'jwk' });
+  return { keys: [{ ...jwk, kid: crypto.randomUUID(), alg, use: 'sig' }] };
 }
 
 const ROLES = {
@@ -24,7 +45,7 @@ const ROLES = {
 };
 
 const server = http.createServer();
-server.listen(0, '127.0.0.1', () => {
+server.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
   const { port } = server.address();
   const issuer = `http://127.0.0.1:${port}`;
   const provider = new Provider(issuer, {
@@ -55,7 +76,9 @@ server.listen(0, '127.0.0.1', () => {
         token_endpoint_auth_method: 'client_secret_basic',
         roles: [],
       },
-    ],
+    ].map((client) => ({ ...client, id_token_signed_response_alg: alg })),
+    ...(keys ? { jwks: freshJwks() } : {}),
+    ...(keys === 'ec' ? { enabledJWA: { idTokenSigningAlgValues: ['ES256'] } } : {}),
     extraClientMetadata: { properties: ['roles'] },
     pkce: { required: () => true, methods: ['S256'] },
     claims: { openid: ['sub'], profile: ['name', 'roles'], email: ['email'] },
@@ -76,7 +99,7 @@ server.listen(0, '127.0.0.1', () => {
           audience: resource,
           accessTokenTTL: 300,
           accessTokenFormat: 'jwt',
-          jwt: { sign: { alg: 'RS256' } },
+          jwt: { sign: { alg } },
         }),
       },
     },

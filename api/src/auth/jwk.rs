@@ -13,6 +13,12 @@ use super::unb64;
 
 pub const MAX_KEYS: usize = 10;
 pub const MIN_RSA_BITS: usize = 2048;
+/// The verifier (RustCrypto's `rsa`) refuses larger moduli at first use: refuse them at upload.
+pub const MAX_RSA_BITS: usize = 4096;
+/// The one RSA public exponent accepted (F4, what every library generates). The verifier
+/// would take some other odd exponents, but nothing needs them, and small ones (3) are a
+/// classic source of signature-forgery bugs.
+const RSA_EXPONENT: [u8; 3] = [0x01, 0x00, 0x01];
 const MAX_KID_LEN: usize = 128;
 /// JWK members that only private keys have (RFC 7518 section 6).
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
@@ -55,7 +61,7 @@ fn check_key(jwk: &Map<String, Value>, at: DateTime<Utc>) -> Result<PartnerKey, 
     }
     let kty = text(jwk, "kty").unwrap_or_default();
     let key_type = KeyType::parse(kty).ok_or_else(|| {
-        RuleViolation::new("key_type", format!("`kty` {kty:?} is not accepted: use RSA (2048 bits or more), EC P-256 or OKP Ed25519"))
+        RuleViolation::new("key_type", format!("`kty` {kty:?} is not accepted: use RSA (2048 to 4096 bits, exponent 65537), EC P-256 or OKP Ed25519"))
     })?;
     let alg = text(jwk, "alg").map(str::to_owned);
     if let Some(alg) = &alg {
@@ -78,16 +84,31 @@ fn check_key(jwk: &Map<String, Value>, at: DateTime<Utc>) -> Result<PartnerKey, 
     match key_type {
         KeyType::Rsa => {
             let n = b64_len(jwk, "n")?;
-            b64_len(jwk, "e")?;
+            let e = b64_len(jwk, "e")?;
             let leading_zero_bits = n.iter().take_while(|b| **b == 0).count() * 8
                 + n.iter()
                     .find(|b| **b != 0)
                     .map_or(0, |b| b.leading_zeros() as usize);
             let bits = n.len() * 8 - leading_zero_bits;
-            if bits < MIN_RSA_BITS {
+            if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
                 return Err(RuleViolation::new(
                     "rsa_key_size",
-                    format!("RSA keys need at least {MIN_RSA_BITS} bits (this one has {bits})"),
+                    format!(
+                        "RSA keys need {MIN_RSA_BITS} to {MAX_RSA_BITS} bits (this one has {bits})"
+                    ),
+                ));
+            }
+            if n.last().is_some_and(|b| b % 2 == 0) {
+                return Err(RuleViolation::new(
+                    "rsa_modulus",
+                    "the RSA modulus `n` is even: this is not an RSA public key",
+                ));
+            }
+            let exponent: Vec<u8> = e.iter().copied().skip_while(|b| *b == 0).collect();
+            if exponent != RSA_EXPONENT {
+                return Err(RuleViolation::new(
+                    "rsa_exponent",
+                    "the RSA public exponent `e` must be 65537 (`AQAB`)",
                 ));
             }
             for member in ["n", "e"] {
@@ -229,6 +250,36 @@ mod tests {
         assert_eq!(keys.len(), 3);
         assert!(keys[2].jwk.get("x5c").is_none());
         assert_eq!(keys[2].alg.as_deref(), Some("ES256"));
+    }
+
+    #[test]
+    fn rsa_keys_the_verifier_cannot_use_are_refused_at_upload() {
+        // 4096 bits is the verifier's limit: accepted, and one byte more is refused.
+        assert!(rules(vec![rsa(4096)]).is_empty());
+        assert_eq!(rules(vec![rsa(4104)]), [("keys[0]".into(), "rsa_key_size")]);
+        assert_eq!(rules(vec![rsa(8192)]), [("keys[0]".into(), "rsa_key_size")]);
+        for (e, accepted) in [
+            ("AQAB", true),
+            ("AAEAAQ", true),
+            ("Aw", false),
+            ("AQAD", false),
+            ("AQAA", false),
+            ("AQ", false),
+            ("AQAAAAE", false),
+        ] {
+            let mut key = rsa(2048);
+            key["e"] = json!(e);
+            let expected: Vec<(String, &str)> = if accepted {
+                vec![]
+            } else {
+                vec![("keys[0]".into(), "rsa_exponent")]
+            };
+            assert_eq!(rules(vec![key]), expected, "e = {e}");
+        }
+        let mut even = vec![0xffu8; 256];
+        even[255] = 0xfe;
+        let key = json!({"kty": "RSA", "n": b64(&even), "e": "AQAB", "kid": "even"});
+        assert_eq!(rules(vec![key]), [("keys[0]".into(), "rsa_modulus")]);
     }
 
     #[test]

@@ -149,6 +149,26 @@ fn thumbprint(x: &str) -> String {
     b64(&Sha256::digest(canonical.as_bytes()))
 }
 
+/// A fresh Ed25519 key, its private half sealed under `kek`.
+fn new_key(kek: &KeyEncryptionKey, now: DateTime<Utc>) -> anyhow::Result<StoredSigningKey> {
+    let mut seed = [0u8; 32];
+    rand::rng().fill_bytes(&mut seed);
+    let public = ed25519_dalek::SigningKey::from_bytes(&seed)
+        .verifying_key()
+        .to_bytes();
+    let x = b64(&public);
+    let kid = thumbprint(&x);
+    let pkcs8 = [ED25519_PKCS8_PREFIX.as_slice(), &seed].concat();
+    Ok(StoredSigningKey {
+        sealed_private_key: kek.seal(&kid, &pkcs8)?,
+        public_jwk: serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"}),
+        alg: "EdDSA".to_owned(),
+        created_at: now,
+        retire_after: None,
+        kid,
+    })
+}
+
 /// The claims of a gateway access token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccessClaims {
@@ -167,7 +187,17 @@ impl AccessClaims {
     }
 }
 
-/// The gateway's signing keys: the newest signs, all published ones verify. Cached, and
+/// The key that signs: the one not scheduled to retire (a rotation schedules every other key's
+/// retirement in the same transaction), not simply the newest by `created_at`, which is the
+/// clock of whichever machine ran the rotation. Should every key be retiring (never after a
+/// rotation), the one that stays published longest.
+fn active(keys: &[LoadedKey]) -> Option<&LoadedKey> {
+    keys.iter()
+        .find(|k| k.retire_after.is_none())
+        .or_else(|| keys.iter().max_by_key(|k| k.retire_after))
+}
+
+/// The gateway's signing keys: the active one signs, all published ones verify. Cached, and
 /// reloaded when a token names a key this replica has not seen (another replica rotated).
 pub struct SigningKeys {
     repo: Arc<dyn SigningKeyRepository>,
@@ -232,22 +262,8 @@ impl SigningKeys {
         overlap: Duration,
         actor: Actor,
     ) -> anyhow::Result<String> {
-        let mut seed = [0u8; 32];
-        rand::rng().fill_bytes(&mut seed);
-        let public = ed25519_dalek::SigningKey::from_bytes(&seed)
-            .verifying_key()
-            .to_bytes();
-        let x = b64(&public);
-        let kid = thumbprint(&x);
-        let pkcs8 = [ED25519_PKCS8_PREFIX.as_slice(), &seed].concat();
-        let stored = StoredSigningKey {
-            sealed_private_key: self.kek.seal(&kid, &pkcs8)?,
-            public_jwk: serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": "EdDSA", "use": "sig"}),
-            alg: "EdDSA".to_owned(),
-            created_at: now,
-            retire_after: None,
-            kid: kid.clone(),
-        };
+        let stored = new_key(&self.kek, now)?;
+        let kid = stored.kid.clone();
         let event = NewAuditEvent {
             occurred_at: now,
             actor,
@@ -328,7 +344,7 @@ impl SigningKeys {
             jti: uuid::Uuid::now_v7().to_string(),
         };
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        let active = keys.0.first().context("no signing key")?;
+        let active = active(&keys.0).context("no signing key")?;
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(active.kid.clone());
         header.typ = Some("at+jwt".to_owned());
@@ -345,7 +361,7 @@ impl SigningKeys {
     ) -> anyhow::Result<(String, String, serde_json::Value)> {
         self.reload_if_stale();
         let keys = self.keys.read().unwrap_or_else(|p| p.into_inner());
-        let active = keys.0.first().context("no signing key")?;
+        let active = active(&keys.0).context("no signing key")?;
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(active.kid.clone());
         header.typ = Some(CHECKPOINT_TYP.to_owned());
@@ -400,6 +416,78 @@ impl SigningKeys {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gateway_domain::RepositoryError;
+
+    /// Stored keys as given, in the repository's order (newest `created_at` first).
+    struct FixedKeys(Vec<StoredSigningKey>);
+
+    impl SigningKeyRepository for FixedKeys {
+        fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, RepositoryError> {
+            let mut keys = self.0.clone();
+            keys.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            Ok(keys)
+        }
+        fn add_signing_key(
+            &self,
+            _: &StoredSigningKey,
+            _: DateTime<Utc>,
+            _: &NewAuditEvent,
+        ) -> Result<(), RepositoryError> {
+            unreachable!("the test stores its keys itself")
+        }
+        fn prune_signing_keys(&self, _: DateTime<Utc>) -> Result<usize, RepositoryError> {
+            Ok(0)
+        }
+    }
+
+    fn kek() -> KeyEncryptionKey {
+        KeyEncryptionKey(SecretSlice::from(vec![7u8; 32]))
+    }
+
+    #[test]
+    fn the_key_not_scheduled_to_retire_signs_even_when_an_older_clock_made_it() {
+        let now = Utc::now();
+        // A rotation run on a machine whose clock lags: the new key looks older than the
+        // one it replaced, which is retiring.
+        let mut replaced = new_key(&kek(), now).unwrap();
+        replaced.retire_after = Some(now + Duration::hours(24));
+        let current = new_key(&kek(), now - Duration::minutes(10)).unwrap();
+        let repo = Arc::new(FixedKeys(vec![replaced.clone(), current.clone()]));
+        assert_eq!(
+            repo.signing_keys().unwrap()[0].kid,
+            replaced.kid,
+            "newest first"
+        );
+        let keys = SigningKeys::open(repo, kek(), "https://gw.test".into()).unwrap();
+        let (token, _) = keys
+            .issue("org", &[Scope::OrganisationManage], Duration::minutes(5))
+            .unwrap();
+        let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
+        assert_eq!(kid, current.kid);
+        let (_, checkpoint_kid, _) = keys.sign_checkpoint(&serde_json::json!({})).unwrap();
+        assert_eq!(checkpoint_kid, current.kid);
+        // Both stay published and both verify until the old one retires.
+        assert_eq!(keys.jwks()["keys"].as_array().unwrap().len(), 2);
+        assert!(keys.verify(&token).is_some());
+    }
+
+    #[test]
+    fn with_every_key_retiring_the_last_to_retire_signs() {
+        let now = Utc::now();
+        let mut sooner = new_key(&kek(), now).unwrap();
+        sooner.retire_after = Some(now + Duration::hours(1));
+        let mut later = new_key(&kek(), now - Duration::hours(1)).unwrap();
+        later.retire_after = Some(now + Duration::hours(5));
+        let repo = Arc::new(FixedKeys(vec![sooner, later.clone()]));
+        let keys = SigningKeys::open(repo, kek(), "https://gw.test".into()).unwrap();
+        let (token, _) = keys
+            .issue("org", &[Scope::OrganisationManage], Duration::minutes(5))
+            .unwrap();
+        assert_eq!(
+            jsonwebtoken::decode_header(&token).unwrap().kid.unwrap(),
+            later.kid
+        );
+    }
 
     #[test]
     fn sealing_round_trips_and_binds_the_kid() {

@@ -1,9 +1,16 @@
 //! Liveness, readiness, request ids, unknown routes, problem-type documents.
 
+use std::sync::Arc;
+
+use gateway_persistence::testing::TestDatabase;
+use gateway_persistence::Backend;
 use serde_json::Value;
 
 use crate::e2e_tests;
-use crate::support::TestApp;
+use crate::support::{settings_for, TestApp};
+
+const API_CSP: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
 e2e_tests! {
     async fn health_and_readiness_answer(backend) {
@@ -66,5 +73,71 @@ e2e_tests! {
         let ui = app.client.get(app.url("/docs/")).send().await.unwrap();
         assert_eq!(ui.status(), 200);
         assert!(ui.text().await.unwrap().contains("swagger"));
+    }
+}
+
+/// Security headers on every answer: API, problems, docs; HSTS only behind an https address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_carries_security_headers() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    for path in [
+        "/healthz",
+        "/openapi.json",
+        "/nope",
+        "/v1/review/organisations",
+        "/auth/login",
+    ] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        let headers = response.headers();
+        assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(headers["referrer-policy"], "no-referrer", "{path}");
+        assert_eq!(headers["content-security-policy"], API_CSP, "{path}");
+        assert!(
+            headers.get("strict-transport-security").is_none(),
+            "{path}: http only"
+        );
+    }
+    // Swagger UI gets its own policy: same origin only, no inline or eval'd script.
+    let docs = app.client.get(app.url("/docs/")).send().await.unwrap();
+    let csp = docs.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self';") && !csp.contains("http") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
+    let html = docs.text().await.unwrap();
+    assert!(
+        !html.contains("<script>") && !html.contains("https://"),
+        "the page loads nothing inline or foreign: {html}"
+    );
+    let initializer = app
+        .client
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        initializer.headers()["content-security-policy"],
+        csp.as_str()
+    );
+    let initializer = initializer.text().await.unwrap();
+    assert!(
+        initializer.contains("\"validatorUrl\": \"none\""),
+        "no validator badge from swagger.io: {initializer}"
+    );
+
+    let database = Arc::new(TestDatabase::new(Backend::Sqlite));
+    let mut settings = settings_for(&database);
+    settings.server.public_base_url = "https://gateway.test".into();
+    let app = TestApp::spawn_with(database, settings).await;
+    for path in ["/healthz", "/nope", "/docs/"] {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            response.headers()["strict-transport-security"],
+            "max-age=31536000",
+            "{path}"
+        );
     }
 }

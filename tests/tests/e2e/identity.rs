@@ -235,6 +235,14 @@ e2e_tests! {
         let a = TestKey::new("ed25519_a", "same").jwk();
         let b = TestKey::new("ed25519_b", "same").jwk();
         assert_field_problem(&problem_of(app.put_keys(id, &token, vec![a, b]).await), 422, "keys[1].kid", "unique");
+        // RSA keys the verifier cannot use are refused now, not at the first assertion.
+        let rsa = TestKey::new("rsa_2048", "r").jwk();
+        let mut huge = rsa.clone();
+        huge["n"] = json!(format!("{}{}", "_".repeat(700), rsa["n"].as_str().unwrap()));
+        assert_field_problem(&problem_of(app.put_keys(id, &token, vec![huge]).await), 422, "keys[0]", "rsa_key_size");
+        let mut small_exponent = rsa.clone();
+        small_exponent["e"] = json!("Aw");
+        assert_field_problem(&problem_of(app.put_keys(id, &token, vec![small_exponent]).await), 422, "keys[0]", "rsa_exponent");
         let eleven = (0..11).map(|i| TestKey::new("ed25519_a", &format!("k{i}")).jwk()).collect();
         assert_field_problem(&problem_of(app.put_keys(id, &token, eleven).await), 422, "keys", "count");
         let mut no_kid = TestKey::new("ed25519_a", "x").jwk();

@@ -9,6 +9,18 @@ use std::sync::Mutex;
 pub struct OidcProvider {
     pub issuer: String,
     child: Child,
+    redirect_uri: String,
+    audience: String,
+    keys: Option<&'static str>,
+}
+
+/// Which signing keys a test provider uses.
+#[derive(Debug, Clone, Copy)]
+pub enum ProviderKeys {
+    /// A fresh RS256 key per start: restarting is a key rotation.
+    FreshRsa,
+    /// A fresh P-256 key per start; ES256 is its only ID-token and access-token algorithm.
+    FreshEs256Only,
 }
 
 fn tools_dir() -> PathBuf {
@@ -37,15 +49,58 @@ fn ensure_installed() {
 }
 
 impl OidcProvider {
-    /// Starts a provider whose `gateway` client redirects to `redirect_uri`.
+    /// Starts a provider whose `gateway` client redirects to `redirect_uri` (oidc-provider's
+    /// development keys).
     pub fn start(redirect_uri: &str, audience: &str) -> Self {
+        Self::spawn(redirect_uri, audience, None, 0)
+    }
+
+    /// Starts a provider with its own fresh keys.
+    pub fn start_with_keys(redirect_uri: &str, audience: &str, keys: ProviderKeys) -> Self {
+        let keys = match keys {
+            ProviderKeys::FreshRsa => "rsa",
+            ProviderKeys::FreshEs256Only => "ec",
+        };
+        Self::spawn(redirect_uri, audience, Some(keys), 0)
+    }
+
+    /// Restarts the provider on the same address (so the same issuer) with new signing keys:
+    /// what a provider's key rotation looks like to the gateway (new `kid`, old key gone).
+    pub fn rotate_keys(&mut self) {
+        assert!(
+            self.keys.is_some(),
+            "only a provider with fresh keys rotates"
+        );
+        let port: u16 = self
+            .issuer
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("the issuer's port");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let restarted = Self::spawn(&self.redirect_uri, &self.audience, self.keys, port);
+        assert_eq!(
+            restarted.issuer, self.issuer,
+            "restarted at the same address"
+        );
+        *self = restarted;
+    }
+
+    fn spawn(redirect_uri: &str, audience: &str, keys: Option<&'static str>, port: u16) -> Self {
         ensure_installed();
-        let mut child = Command::new("node")
+        let mut command = Command::new("node");
+        command
             .arg(tools_dir().join("oidc/provider.mjs"))
             .env("REDIRECT_URI", redirect_uri)
             .env("AUDIENCE", audience)
+            .env("PORT", port.to_string())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(keys) = keys {
+            command.env("KEYS", keys);
+        }
+        let mut child = command
             .spawn()
             .expect("node must be installed to run the reviewer tests");
         let stdout = child.stdout.take().expect("provider stdout");
@@ -59,7 +114,13 @@ impl OidcProvider {
         let announced: serde_json::Value =
             serde_json::from_str(&line).unwrap_or_else(|e| panic!("provider said {line:?}: {e}"));
         let issuer = announced["issuer"].as_str().expect("issuer").to_owned();
-        Self { issuer, child }
+        Self {
+            issuer,
+            child,
+            redirect_uri: redirect_uri.to_owned(),
+            audience: audience.to_owned(),
+            keys,
+        }
     }
 
     /// A provider-issued access token (client credentials) for `client` and `resource`.

@@ -319,6 +319,8 @@ e2e_tests! {
         assert_eq!(doc.headers()["content-type"], "application/pdf");
         assert!(doc.headers()["content-disposition"].to_str().unwrap().starts_with("attachment"));
         assert_eq!(doc.headers()["x-content-type-options"], "nosniff");
+        // The document's own sandboxing policy, not the API's general one.
+        assert_eq!(doc.headers().get_all("content-security-policy").iter().collect::<Vec<_>>(), ["default-src 'none'; sandbox"]);
         assert_eq!(doc.bytes().await.unwrap().to_vec(), pdf(100));
 
         let aid = partner.submitted_agreement(&app, agreement_body()).await;

@@ -10,24 +10,46 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::e2e_tests;
-use crate::oidc_provider::OidcProvider;
+use crate::oidc_provider::{OidcProvider, ProviderKeys};
 use crate::support::{problem_of, registration_typed, settings_for, TestApp};
 
 const AUDIENCE: &str = "urn:federation-gateway";
 
 /// A gateway wired to its own provider.
 pub(crate) async fn gateway_with_provider(backend: Backend) -> (TestApp, OidcProvider) {
+    gateway_with(backend, None).await
+}
+
+/// A gateway wired to its own provider, with the provider's development keys or fresh ones.
+async fn gateway_with(backend: Backend, keys: Option<ProviderKeys>) -> (TestApp, OidcProvider) {
     let database = Arc::new(TestDatabase::new(backend));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
-    let provider = OidcProvider::start(&format!("{base}/auth/callback"), AUDIENCE);
+    let redirect = format!("{base}/auth/callback");
+    let provider = match keys {
+        None => OidcProvider::start(&redirect, AUDIENCE),
+        Some(keys) => OidcProvider::start_with_keys(&redirect, AUDIENCE, keys),
+    };
     let mut settings = settings_for(&database);
     settings.oidc.issuer_url = provider.issuer.clone();
     settings.oidc.client_id = "gateway".into();
     settings.oidc.client_secret = SecretString::from("gateway-secret");
-    settings.oidc.redirect_url = format!("{base}/auth/callback");
+    settings.oidc.redirect_url = redirect;
     settings.oidc.audience = AUDIENCE.into();
+    // A rotation seconds after the last fetch must not wait out the refetch gap.
+    settings.oidc.jwks_min_refetch_seconds = 0;
     (TestApp::spawn_on(listener, database, settings), provider)
+}
+
+fn header_of(token: &str) -> Value {
+    use base64::Engine;
+    let head = token.split('.').next().unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(head)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 /// The `action` of the first form on an HTML page, as an absolute URL.
@@ -189,6 +211,67 @@ e2e_tests! {
         tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
         assert_eq!(problem_of(app.api_as(&tampered).reviewer_me().send().await).0, 401);
         assert_eq!(problem_of(app.api().reviewer_me().send().await).0, 401);
+    }
+}
+
+e2e_tests! {
+    async fn sign_in_survives_a_provider_key_rotation(backend) {
+        let (app, mut provider) = gateway_with(backend, Some(ProviderKeys::FreshRsa)).await;
+        let (_, landed) = browser_sign_in(&app, &provider, "reviewer1").await;
+        assert_eq!((landed.url().path(), landed.status().as_u16()), ("/auth/me", 200));
+        let old_token = provider.client_token("automation-reviewer", AUDIENCE).await;
+        app.api_as(&old_token).reviewer_me().send().await.unwrap();
+
+        // The provider rotates: same issuer, a new key with a new kid, the old one gone.
+        provider.rotate_keys();
+        let new_token = provider.client_token("automation-reviewer", AUDIENCE).await;
+        assert_ne!(header_of(&new_token)["kid"], header_of(&old_token)["kid"]);
+        let (browser, landed) = browser_sign_in(&app, &provider, "approver1").await;
+        assert_eq!(landed.status(), 200, "signed in with the rotated key: {}", landed.url());
+        let me: Value = landed.json().await.unwrap();
+        assert_eq!(me["subject"], "approver1");
+        assert_eq!(me["roles"], serde_json::json!(["reviewer", "approver"]));
+        assert_eq!(browser.get(app.url("/v1/review/organisations")).send().await.unwrap().status(), 200);
+        assert_eq!(app.api_as(&new_token).reviewer_me().send().await.unwrap().into_inner().subject, "automation-reviewer");
+        // Tokens signed with the dropped key stop working.
+        assert_eq!(problem_of(app.api_as(&old_token).reviewer_me().send().await).0, 401);
+    }
+
+    async fn sign_in_works_with_an_es256_only_provider(backend) {
+        let (app, provider) = gateway_with(backend, Some(ProviderKeys::FreshEs256Only)).await;
+        let (browser, landed) = browser_sign_in(&app, &provider, "auditor1").await;
+        assert_eq!(landed.status(), 200, "signed in with an ES256 ID token: {}", landed.url());
+        let me: Value = landed.json().await.unwrap();
+        assert_eq!(me["subject"], "auditor1");
+        assert_eq!(me["roles"], serde_json::json!(["auditor"]));
+        assert_eq!(browser.get(app.url("/v1/audit/events")).send().await.unwrap().status(), 200);
+        let token = provider.client_token("automation-reviewer", AUDIENCE).await;
+        assert_eq!(header_of(&token)["alg"], "ES256");
+        assert_eq!(app.api_as(&token).reviewer_me().send().await.unwrap().into_inner().subject, "automation-reviewer");
+    }
+
+    async fn provider_bearer_tokens_are_off_without_a_distinct_audience(backend) {
+        for audience in ["", "gateway"] {
+            let database = Arc::new(TestDatabase::new(backend));
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+            let provider = OidcProvider::start(&format!("{base}/auth/callback"), AUDIENCE);
+            let mut settings = settings_for(&database);
+            settings.oidc.issuer_url = provider.issuer.clone();
+            settings.oidc.client_id = "gateway".into();
+            settings.oidc.client_secret = SecretString::from("gateway-secret");
+            settings.oidc.redirect_url = format!("{base}/auth/callback");
+            settings.oidc.audience = audience.into();
+            let app = TestApp::spawn_on(listener, database, settings);
+            // Automation is off, whatever the token's audience ...
+            for resource in [AUDIENCE, "urn:another-service"] {
+                let token = provider.client_token("automation-reviewer", resource).await;
+                assert_eq!(problem_of(app.api_as(&token).reviewer_me().send().await).0, 401, "{audience:?} {resource}");
+            }
+            // ... and people still sign in.
+            let (_, landed) = browser_sign_in(&app, &provider, "reviewer1").await;
+            assert_eq!(landed.status(), 200);
+        }
     }
 }
 
