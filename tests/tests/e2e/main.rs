@@ -14,3 +14,4 @@ mod identity;
 mod onboarding;
 mod registrations;
 mod reviewers;
+mod schema;
