@@ -9,6 +9,10 @@ use gateway_domain::agreement::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::dto::values::{
+    DetachedJwsSchema, EmailAddressSchema, OdsCodeSchema, PersonNameSchema, ReasonSchema,
+    ShortTextSchema, TemplateVersionSchema,
+};
 use crate::dto::{AuditEventResponse, EvidenceResponse, OrganisationResponse};
 use crate::error::FieldProblem;
 
@@ -72,8 +76,9 @@ pub struct AddressBookScopeDto {
     /// Entry attributes beyond `id` and `email`.
     #[schema(value_type = Vec<AddressBookAttributeDto>)]
     pub attributes: Vec<String>,
-    /// The national organisations (ODS codes) whose entries are covered; left out (or `null`)
-    /// for all.
+    /// The national organisations (ODS codes, 1 to 1000) whose entries are covered; left out
+    /// (or `null`) for all.
+    #[schema(value_type = Option<Vec<OdsCodeSchema>>, min_items = 1, max_items = 1000)]
     pub organisations: Option<Vec<String>>,
 }
 
@@ -85,7 +90,9 @@ pub struct FreeBusyScopeDto {
     /// only explicitly by the approver).
     #[schema(value_type = Option<FreeBusyDetailDto>)]
     pub detail: Option<String>,
-    /// The national organisations (ODS codes) whose calendars are covered; left out for all.
+    /// The national organisations (ODS codes, 1 to 1000) whose calendars are covered; left out
+    /// for all.
+    #[schema(value_type = Option<Vec<OdsCodeSchema>>, min_items = 1, max_items = 1000)]
     pub organisations: Option<Vec<String>>,
 }
 
@@ -128,12 +135,12 @@ pub struct TermDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignatoryDto {
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(value_type = PersonNameSchema)]
     pub name: String,
     /// Their role, e.g. "Caldicott Guardian".
-    #[schema(min_length = 1, max_length = 200)]
+    #[schema(value_type = ShortTextSchema)]
     pub role: String,
-    #[schema(min_length = 3, max_length = 254)]
+    #[schema(value_type = EmailAddressSchema)]
     pub email: String,
 }
 
@@ -150,6 +157,8 @@ pub struct SignatoryDto {
     "signatory": {"name": "Ada Lovelace", "role": "Caldicott Guardian", "email": "ada.lovelace@leedscare.org.uk"}
 }))]
 pub struct AgreementRequest {
+    /// One of the published templates (`GET /v1/agreement-templates`).
+    #[schema(value_type = TemplateVersionSchema)]
     pub template_version: String,
     pub scopes: ScopesDto,
     pub term: TermDto,
@@ -368,7 +377,7 @@ pub struct SignatureRequest {
     /// A detached compact JWS (RFC 7515 appendix F): `BASE64URL(header)..BASE64URL(signature)`,
     /// made with one of the organisation's registered keys over the exact bytes of
     /// `GET .../signing-payload`.
-    #[schema(min_length = 5, max_length = 8192)]
+    #[schema(value_type = DetachedJwsSchema)]
     pub jws: String,
 }
 
@@ -406,6 +415,7 @@ impl ActionDto {
 pub struct TransitionRequestDto {
     pub action: ActionDto,
     /// Required for reject, suspend and revoke; 1 to 2000 characters.
+    #[schema(value_type = Option<ReasonSchema>)]
     pub reason: Option<String>,
     /// On approval only: grant the `limited_details` free/busy detail the agreement asks for.
     pub grant_limited_details: Option<bool>,
@@ -453,7 +463,7 @@ pub struct ReviewQueueQuery {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"reason": "The ODS code belongs to another organisation, which has confirmed it did not register."}))]
 pub struct RejectRegistrationRequest {
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(value_type = ReasonSchema)]
     pub reason: String,
 }
 

@@ -5,6 +5,8 @@ use gateway_domain::evidence::{Evidence, EvidenceForm};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::dto::values::{IcoRegistrationNumberSchema, ReasonSchema, ShortTextSchema};
+
 /// The kinds of evidence. `dspt_assessment` and `ico_registration` are required for approval.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -58,10 +60,12 @@ pub struct EvidenceMetadata {
     #[schema(value_type = EvidenceKindDto)]
     pub kind: String,
     /// A short description, 1 to 200 characters.
+    #[schema(value_type = Option<ShortTextSchema>)]
     pub title: Option<String>,
     #[schema(value_type = Option<DsptStatusDto>)]
     pub dspt_status: Option<String>,
     /// The ICO data protection register number, e.g. `ZA123456`.
+    #[schema(value_type = Option<IcoRegistrationNumberSchema>)]
     pub registration_number: Option<String>,
     pub published_on: Option<NaiveDate>,
     /// The last day the item is valid.
@@ -188,6 +192,6 @@ pub struct VerdictRequest {
     #[schema(value_type = VerdictKindDto)]
     pub verdict: String,
     /// Why, for the organisation and the audit trail: 1 to 2000 characters.
-    #[schema(min_length = 1, max_length = 2000)]
+    #[schema(value_type = ReasonSchema)]
     pub reason: String,
 }

@@ -10,6 +10,7 @@ mod oauth;
 mod operations;
 mod registration;
 mod reviewers;
+pub mod values;
 
 pub use agreements::*;
 pub use audit::*;

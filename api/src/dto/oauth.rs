@@ -3,19 +3,28 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::dto::values::{ClientAssertionTypeSchema, GrantTypeSchema, ScopeListSchema};
+
 /// A token request (RFC 6749 section 4.4 with RFC 7523 client authentication).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[schema(example = json!({"grant_type": "client_credentials", "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer", "client_assertion": "eyJhbGciOiJFZERTQSIsImtpZCI6ImsxIn0.eyJpc3MiOiIuLi4ifQ.c2ln", "scope": "organisation:manage"}))]
 pub struct TokenRequest {
     /// `client_credentials`.
+    #[schema(value_type = GrantTypeSchema)]
     pub grant_type: String,
     /// `urn:ietf:params:oauth:client-assertion-type:jwt-bearer`.
+    #[schema(value_type = ClientAssertionTypeSchema)]
     pub client_assertion_type: String,
     /// A JWT signed with one of the client's registered keys: `iss` = `sub` = the client id
     /// (the organisation id), `aud` = this token endpoint's URL, `exp` at most 5 minutes
     /// ahead, a fresh `jti`, and `kid` in the header.
+    #[schema(
+        pattern = r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$",
+        min_length = 3
+    )]
     pub client_assertion: String,
     /// Space-separated scopes to ask for; default: all the client may have.
+    #[schema(value_type = Option<ScopeListSchema>)]
     pub scope: Option<String>,
 }
 

@@ -6,6 +6,10 @@ use gateway_domain::{Contact, Organisation};
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
+use crate::dto::values::{
+    BusinessNeedSchema, DnsNameSchema, EmailAddressSchema, OdsCodeSchema, OrganisationNameSchema,
+    PersonNameSchema, ReasonSchema,
+};
 use crate::error::{field_problems, FieldProblem};
 
 /// The kind of care environment.
@@ -44,10 +48,9 @@ pub enum ExchangeVersionDto {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactDto {
-    /// 1 to 200 characters.
-    #[schema(example = "Ada Lovelace", min_length = 1)]
+    #[schema(value_type = PersonNameSchema)]
     pub name: String,
-    #[schema(example = "ada.lovelace@leedscare.org.uk", min_length = 3)]
+    #[schema(value_type = EmailAddressSchema)]
     pub email: String,
 }
 
@@ -94,10 +97,10 @@ impl From<&Contact> for ContactDto {
 }))]
 pub struct RegistrationRequest {
     /// The organisation's ODS code: 3 to 10 letters and digits (case is normalised to upper).
-    #[schema(min_length = 3)]
+    #[schema(value_type = OdsCodeSchema)]
     pub ods_code: String,
     /// Legal name, 2 to 200 characters.
-    #[schema(min_length = 2)]
+    #[schema(value_type = OrganisationNameSchema)]
     pub name: String,
     #[schema(value_type = CareCategoryDto)]
     pub category: String,
@@ -106,12 +109,13 @@ pub struct RegistrationRequest {
     /// 1 to 238 email domains the organisation sends from. `nhs.net` and its subdomains, the
     /// retired GSi domains (`*.gcsx.gov.uk` and kin) and public suffixes (`org.uk`, `nhs.uk`,
     /// ...) cannot be claimed. Each starts `unverified` until proven with a DNS TXT record; a
-    /// domain equal to or under a domain another organisation has verified is refused (409).
-    #[schema(min_items = 1, max_items = 238)]
+    /// domain equal to or under a domain another organisation has verified is refused (409),
+    /// and so is the same name listed twice in any case.
+    #[schema(value_type = BTreeSet<DnsNameSchema>, min_items = 1, max_items = 238)]
     pub domains: Vec<String>,
     pub contacts: ContactsDto,
     /// Why the organisation needs federation, 20 to 4000 characters.
-    #[schema(min_length = 20)]
+    #[schema(value_type = BusinessNeedSchema)]
     pub business_need: String,
 }
 
@@ -161,7 +165,7 @@ pub struct ContactsPatch {
 #[schema(example = json!({"name": "Leeds Community Care CIC", "domains": ["leedscare.org.uk", "mail.leedscare.org.uk"]}))]
 pub struct OrganisationPatch {
     #[serde(default, deserialize_with = "present")]
-    #[schema(nullable = false, min_length = 2)]
+    #[schema(value_type = OrganisationNameSchema, required = false)]
     pub name: Option<String>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = CareCategoryDto, required = false)]
@@ -169,15 +173,15 @@ pub struct OrganisationPatch {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = ExchangeVersionDto, required = false)]
     pub exchange_version: Option<String>,
-    /// Replaces the whole list of domains.
+    /// Replaces the whole list of domains (the rules of registration apply).
     #[serde(default, deserialize_with = "present")]
-    #[schema(nullable = false, min_items = 1, max_items = 238)]
+    #[schema(value_type = BTreeSet<DnsNameSchema>, required = false, min_items = 1, max_items = 238)]
     pub domains: Option<Vec<String>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
     pub contacts: Option<ContactsPatch>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(nullable = false, min_length = 20)]
+    #[schema(value_type = BusinessNeedSchema, required = false)]
     pub business_need: Option<String>,
 }
 
@@ -274,7 +278,7 @@ impl DomainDto {
 pub struct ManualVerificationRequest {
     /// Why the reviewer is satisfied the organisation controls the domain (1 to 2000
     /// characters), e.g. how it was confirmed.
-    #[schema(min_length = 1)]
+    #[schema(value_type = ReasonSchema)]
     pub reason: String,
 }
 
@@ -284,7 +288,7 @@ pub struct ManualVerificationRequest {
 #[schema(example = json!({"reason": "The domain was sold in 2025; the new owner's IT lead confirmed it by letter."}))]
 pub struct DomainUnverifyRequest {
     /// Why the verification no longer stands (1 to 2000 characters).
-    #[schema(min_length = 1)]
+    #[schema(value_type = ReasonSchema)]
     pub reason: String,
 }
 

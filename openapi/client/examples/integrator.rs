@@ -57,7 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         name: "Example Care Partnership".try_into()?,
         category: types::CareCategory::OtherCareProvider,
         exchange_version: types::ExchangeVersion::Exchange2019,
-        domains: vec![domain.clone()],
+        domains: vec![domain.as_str().try_into()?],
         contacts: ContactsDto {
             ig_lead: ContactDto {
                 name: "Ada Lovelace".try_into()?,
@@ -124,10 +124,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let token = Client::new(&base)
         .issue_token()
         .body(types::TokenRequest {
-            grant_type: "client_credentials".to_owned(),
+            grant_type: types::GrantType::ClientCredentials,
             client_assertion_type: "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-                .to_owned(),
-            client_assertion: assertion,
+                .parse()?,
+            client_assertion: assertion.parse()?,
             scope: None,
         })
         .send()

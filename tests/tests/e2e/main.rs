@@ -18,3 +18,4 @@ mod registrations;
 mod reviewers;
 mod storage;
 mod sessions;
+mod schema;

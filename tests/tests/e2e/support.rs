@@ -199,10 +199,12 @@ impl TestApp {
         self.api()
             .issue_token()
             .body(types::TokenRequest {
-                grant_type: "client_credentials".into(),
-                client_assertion_type: crate::keys::ASSERTION_TYPE.into(),
-                client_assertion: assertion.to_owned(),
-                scope: scope.map(str::to_owned),
+                grant_type: "client_credentials".parse().expect("the grant type"),
+                client_assertion_type: crate::keys::ASSERTION_TYPE
+                    .parse()
+                    .expect("the assertion type"),
+                client_assertion: assertion.parse().expect("a JWT's shape"),
+                scope: scope.map(|s| s.parse().expect("scope names")),
             })
             .send()
             .await
