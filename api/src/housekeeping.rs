@@ -106,3 +106,61 @@ impl Drop for ReplayPurger {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    /// A replay cache holding `expired` entries, recording the limit of each purge.
+    struct Backlog {
+        expired: Mutex<usize>,
+        calls: Mutex<Vec<usize>>,
+    }
+
+    impl ReplayCache for Backlog {
+        fn remember(
+            &self,
+            _: &str,
+            _: &str,
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+        ) -> Result<bool, RepositoryError> {
+            Ok(true)
+        }
+        fn purge_expired(&self, _: DateTime<Utc>, limit: usize) -> Result<usize, RepositoryError> {
+            self.calls.lock().unwrap().push(limit);
+            let mut expired = self.expired.lock().unwrap();
+            let purged = (*expired).min(limit);
+            *expired -= purged;
+            Ok(purged)
+        }
+        fn record_issuance(
+            &self,
+            _: &str,
+            _: &str,
+            _: DateTime<Utc>,
+            _: DateTime<Utc>,
+            _: Option<(gateway_domain::OrganisationId, &str)>,
+            _: &gateway_domain::NewAuditEvent,
+        ) -> Result<bool, RepositoryError> {
+            Ok(true)
+        }
+    }
+
+    #[test]
+    fn a_backlog_is_purged_in_bounded_batches_until_one_comes_back_short() {
+        for (backlog, batches) in [(0, 1), (999, 1), (1_000, 2), (2_500, 3)] {
+            let cache = Backlog {
+                expired: Mutex::new(backlog),
+                calls: Mutex::new(Vec::new()),
+            };
+            assert_eq!(purge_replay_cache(&cache, Utc::now()).unwrap(), backlog);
+            let calls = cache.calls.lock().unwrap();
+            assert_eq!(calls.len(), batches, "{backlog}");
+            assert!(calls.iter().all(|limit| *limit == REPLAY_PURGE_BATCH));
+            assert_eq!(*cache.expired.lock().unwrap(), 0);
+        }
+    }
+}

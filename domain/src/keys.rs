@@ -157,6 +157,29 @@ mod tests {
     }
 
     #[test]
+    fn idle_before_is_the_instant_is_due_compares_with() {
+        let policy = KeyLifecycle::default();
+        let now = Utc::now();
+        for (added, used) in [
+            (100, None),
+            (119, None),
+            (120, None),
+            (121, None),
+            (300, Some(119)),
+            (300, Some(120)),
+            (300, Some(5)),
+        ] {
+            let key = key(added, used, now);
+            let idle_since = key.last_used_at.unwrap_or(key.added_at);
+            assert_eq!(
+                policy.is_due(&key, now),
+                idle_since <= policy.idle_before(now),
+                "{added} {used:?}"
+            );
+        }
+    }
+
+    #[test]
     fn algorithms_follow_the_key_type_and_pin() {
         let now = Utc::now();
         let mut rsa = key(1, None, now);

@@ -125,6 +125,9 @@ struct IndexColumn {
 /// PostgreSQL, and either one keeps the same race guarantee.
 type IndexShape = (String, Vec<String>, bool, bool);
 
+/// An index's (unique, partial, (position, column) list), by (table, index name).
+type IndexColumns = (bool, bool, Vec<(i32, String)>);
+
 #[derive(Debug, Default)]
 struct Shape {
     /// (table, column, kind)
@@ -221,10 +224,8 @@ fn shape(db: &Database) -> Shape {
             .primary_keys
             .insert((table, columns.into_iter().map(|(_, c)| c).collect()));
     }
-    let mut indexes: std::collections::BTreeMap<
-        (String, String),
-        (bool, bool, Vec<(i32, String)>),
-    > = Default::default();
+    let mut indexes: std::collections::BTreeMap<(String, String), IndexColumns> =
+        Default::default();
     for c in index_columns.into_iter().filter(|c| c.is_primary == 0) {
         indexes
             .entry((c.table_name, c.index_name))
