@@ -561,9 +561,9 @@ pub struct WindowCount {
 /// Fixed-window counters shared by every replica through the database: the rate limits that
 /// must hold across replicas, and the counts behind aggregated failure audit records.
 pub trait RateLimitStore: Send + Sync {
-    /// Adds one hit to `(limit, key, window_start)` in one statement (creating the counter at
-    /// 1) and keeps `note` as its last note; returns the count after this hit. MUST count
-    /// every hit exactly once when replicas race.
+    /// Adds one hit to `(limit, key, window_start)` in one statement, creating the counter
+    /// with one hit, and keeps `note` as its last note; returns the count after this hit.
+    /// MUST count every hit exactly once when replicas race.
     fn hit(
         &self,
         limit: &str,
