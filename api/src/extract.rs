@@ -408,9 +408,11 @@ impl FromRequest for ReviewerCaller {
         Box::pin(async move {
             let state = state?;
             let Some(token) = token else {
-                let session = signed_in(&req, &state).await?.ok_or(ApiError::Unauthorized(
-                    "log in at /auth/login or send the identity provider's bearer token",
-                ))?;
+                let session = signed_in(&req, &state)
+                    .await?
+                    .ok_or(ApiError::Unauthorized(
+                        "log in at /auth/login or send the identity provider's bearer token",
+                    ))?;
                 if let Some(why) = cross_site_refusal(&req, &state, &session.csrf_token) {
                     return Err(ApiError::Csrf(why));
                 }
@@ -456,7 +458,11 @@ pub(crate) fn session_of(req: &HttpRequest) -> Option<crate::auth::session::Sess
 /// Why a change made with the session cookie looks cross-site, if it does. Safe methods pass;
 /// others need an `Origin` (or, failing that, `Referer`) of the gateway's own origin and the
 /// session's `X-CSRF-Token`. The cookie is also `SameSite=Lax`.
-pub(crate) fn cross_site_refusal(req: &HttpRequest, state: &AppState, csrf: &str) -> Option<&'static str> {
+pub(crate) fn cross_site_refusal(
+    req: &HttpRequest,
+    state: &AppState,
+    csrf: &str,
+) -> Option<&'static str> {
     use actix_web::http::Method;
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return None;

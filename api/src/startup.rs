@@ -219,8 +219,7 @@ impl Application {
             session_policy(settings),
             clock.clone(),
         ));
-        let session_janitor =
-            SessionJanitor::start(session_store.clone(), SESSION_PURGE_INTERVAL);
+        let session_janitor = SessionJanitor::start(session_store.clone(), SESSION_PURGE_INTERVAL);
         let state = AppState {
             session_store,
             page_tokens,

@@ -164,7 +164,10 @@ mod tests {
             Err(SessionEnd::Idle)
         );
         s.last_seen_at = t0 + Duration::hours(7) + Duration::minutes(50);
-        assert_eq!(p.check(&s, t0 + Duration::hours(7) + Duration::minutes(59)), Ok(()));
+        assert_eq!(
+            p.check(&s, t0 + Duration::hours(7) + Duration::minutes(59)),
+            Ok(())
+        );
         assert_eq!(
             p.check(&s, t0 + Duration::hours(8)),
             Err(SessionEnd::Expired),

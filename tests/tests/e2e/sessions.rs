@@ -67,7 +67,10 @@ impl reqwest::cookie::CookieStore for RecordingJar {
             } else {
                 jar.insert(name.trim().to_owned(), value.trim().to_owned());
             }
-            self.received.lock().unwrap().push((url.path().to_owned(), raw));
+            self.received
+                .lock()
+                .unwrap()
+                .push((url.path().to_owned(), raw));
         }
     }
 
@@ -141,7 +144,11 @@ async fn sign_in(app: &TestApp, provider: &OidcProvider, login: &str) -> SignedI
     assert_eq!(landed.status(), 200);
     let me: Value = landed.json().await.unwrap();
     let set = jar.received("/auth/callback", "gw_session");
-    assert_eq!(set.len(), 1, "one session cookie, set by the callback: {set:?}");
+    assert_eq!(
+        set.len(),
+        1,
+        "one session cookie, set by the callback: {set:?}"
+    );
     let session_id = set[0]
         .split(';')
         .next()
@@ -346,9 +353,24 @@ async fn maintenance_purges_ended_sessions() {
     let db = database.open();
     let report = gateway_api::commands::maintenance(&settings, Utc::now()).unwrap();
     assert_eq!(report.sessions_purged, 1, "the revoked one");
-    assert!(db.find_session(&digest(&ended.session_id)).unwrap().is_none());
-    assert!(db.find_session(&digest(&live.session_id)).unwrap().is_some());
+    assert!(db
+        .find_session(&digest(&ended.session_id))
+        .unwrap()
+        .is_none());
+    assert!(db
+        .find_session(&digest(&live.session_id))
+        .unwrap()
+        .is_some());
     let later = Utc::now() + Duration::minutes(31);
-    assert_eq!(gateway_api::commands::maintenance(&settings, later).unwrap().sessions_purged, 1, "the idle one");
-    assert!(db.find_session(&digest(&live.session_id)).unwrap().is_none());
+    assert_eq!(
+        gateway_api::commands::maintenance(&settings, later)
+            .unwrap()
+            .sessions_purged,
+        1,
+        "the idle one"
+    );
+    assert!(db
+        .find_session(&digest(&live.session_id))
+        .unwrap()
+        .is_none());
 }
