@@ -424,7 +424,7 @@ mod tests {
     impl SigningKeyRepository for FixedKeys {
         fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, RepositoryError> {
             let mut keys = self.0.clone();
-            keys.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+            keys.sort_by_key(|k| std::cmp::Reverse(k.created_at));
             Ok(keys)
         }
         fn add_signing_key(
