@@ -68,6 +68,9 @@ pub struct AuthSettings {
     pub signing_key_overlap_hours: u32,
     /// How often the server deletes expired replay-cache entries (in batches); 0: never.
     pub replay_purge_interval_seconds: u64,
+    /// How often each replica re-reads the signing keys (another replica or the operator's
+    /// `rotate-signing-key` may have added one); at least 1.
+    pub signing_key_reload_seconds: u64,
     pub key_encryption_key: SecretString,
     pub key_encryption_key_file: String,
     /// Refused token requests per client address and minute, across replicas; then 429.
@@ -257,6 +260,10 @@ impl Settings {
         anyhow::ensure!(
             self.publisher.client_id.is_empty() == self.publisher.jwks_file.is_empty(),
             "publisher.client_id and publisher.jwks_file are set together"
+        );
+        anyhow::ensure!(
+            self.auth.signing_key_reload_seconds >= 1,
+            "auth.signing_key_reload_seconds must be at least 1"
         );
         anyhow::ensure!(
             self.auth.signing_key_overlap_hours >= 1,

@@ -197,7 +197,10 @@ impl Application {
         let audit_keys = crate::auth::checkpoint::AuditKeyRing::new(kek.derive("audit-keys"));
         let signing = Arc::new(
             SigningKeys::open(db.clone(), kek, public_base_url.clone())
-                .context("opening the gateway's signing keys")?,
+                .context("opening the gateway's signing keys")?
+                .reloading_every(std::time::Duration::from_secs(
+                    settings.auth.signing_key_reload_seconds,
+                )),
         );
         let seconds = |n: u64| Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX));
         let services = services_with_dns(db.clone(), clock.clone(), settings)?;

@@ -204,6 +204,9 @@ pub struct SigningKeys {
     kek: KeyEncryptionKey,
     issuer: String,
     keys: RwLock<(Vec<LoadedKey>, Instant)>,
+    /// How often this replica re-reads the key set even without an unknown `kid`: the longest
+    /// another replica's rotation can go unnoticed for signing.
+    reload_every: StdDuration,
 }
 
 impl std::fmt::Debug for SigningKeys {
@@ -220,8 +223,8 @@ pub const CHECKPOINT_TYP: &str = "gw-checkpoint+jws";
 /// The least time between reloads caused by a token naming an unknown `kid`.
 const UNKNOWN_KID_RELOAD_GAP: StdDuration = StdDuration::from_secs(1);
 
-/// How often a replica re-reads the key set even without an unknown `kid`.
-const RELOAD_EVERY: StdDuration = StdDuration::from_secs(60);
+/// How often a replica re-reads the key set even without an unknown `kid`, unless configured.
+pub const DEFAULT_RELOAD_EVERY: StdDuration = StdDuration::from_secs(60);
 
 impl SigningKeys {
     /// Loads the keys, creating the first one if there is none.
@@ -235,6 +238,7 @@ impl SigningKeys {
             kek,
             issuer,
             keys: RwLock::new((Vec::new(), Instant::now())),
+            reload_every: DEFAULT_RELOAD_EVERY,
         };
         if this.repo.signing_keys()?.is_empty() {
             // Two replicas starting at once may both create a key; the overlap keeps the one
@@ -243,6 +247,13 @@ impl SigningKeys {
         }
         this.reload()?;
         Ok(this)
+    }
+
+    /// Re-reads the key set at least this often (`auth.signing_key_reload_seconds`), so a
+    /// rotation made elsewhere signs here within that time.
+    pub fn reloading_every(mut self, every: StdDuration) -> Self {
+        self.reload_every = every.max(StdDuration::from_secs(1));
+        self
     }
 
     pub fn issuer(&self) -> &str {
@@ -302,7 +313,7 @@ impl SigningKeys {
         let stale = self
             .keys
             .read()
-            .map(|k| k.1.elapsed() > RELOAD_EVERY)
+            .map(|k| k.1.elapsed() > self.reload_every)
             .unwrap_or(true);
         if stale {
             if let Err(error) = self.reload() {

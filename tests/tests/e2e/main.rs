@@ -15,6 +15,7 @@ mod health;
 mod identity;
 mod onboarding;
 mod registrations;
+mod replicas;
 mod reviewers;
 mod storage;
 mod sessions;
