@@ -1850,4 +1850,158 @@ mod tests {
         );
         publish_and_verify(&w, rival, "taken.example.org");
     }
+
+    mod registration_tokens {
+        //! Rotation, revocation and a fresh token: who may, in which order the refusals come,
+        //! what the live credentials are afterwards.
+
+        use super::*;
+        use crate::registration_token::{RegistrationTokenState, TokenIssuer};
+
+        fn digest(selector: &str) -> CredentialDigest {
+            CredentialDigest {
+                selector: selector.into(),
+                secret_sha256: format!("{selector}-hash"),
+            }
+        }
+
+        fn refusal<T: std::fmt::Debug>(result: Result<T, ServiceError>) -> RefusalKind {
+            match result {
+                Err(ServiceError::Refused(r)) => r.kind,
+                other => panic!("expected a refusal, got {other:?}"),
+            }
+        }
+
+        fn live(w: &World) -> Vec<String> {
+            let store = w.fake.store();
+            store
+                .credentials
+                .iter()
+                .filter(|(_, owner)| **owner == w.org)
+                .map(|(selector, _)| selector.clone())
+                .collect()
+        }
+
+        #[test]
+        fn revocation_needs_an_approving_person_and_answers_in_the_documented_order() {
+            let w = world();
+            let approver = person("a1", &[Role::Approver]);
+            let mut automation = approver.clone();
+            automation.person = false;
+            let events = w.fake.store().events.len();
+            assert_eq!(
+                refusal(w.svc.revoke_registration_token(
+                    &ctx(),
+                    &person("r1", &[Role::Reviewer]),
+                    w.org,
+                    "leaked"
+                )),
+                RefusalKind::RoleRequired
+            );
+            assert_eq!(
+                refusal(
+                    w.svc
+                        .revoke_registration_token(&ctx(), &automation, w.org, "leaked")
+                ),
+                RefusalKind::PersonRequired
+            );
+            assert!(matches!(
+                w.svc
+                    .revoke_registration_token(&ctx(), &approver, OrganisationId::new(), " "),
+                Err(ServiceError::NotFound)
+            ));
+            assert!(matches!(
+                w.svc.revoke_registration_token(&ctx(), &approver, w.org, " "),
+                Err(ServiceError::Invalid(e)) if e.0[0].field == "reason"
+            ));
+            assert_eq!(live(&w), ["s"], "refusals change nothing");
+            assert_eq!(w.fake.store().events.len(), events);
+
+            let revoked = w
+                .svc
+                .revoke_registration_token(&ctx(), &approver, w.org, "pasted into a ticket")
+                .unwrap();
+            assert_eq!(revoked.state, RegistrationTokenState::Revoked);
+            assert_eq!(revoked.revoked_by.as_deref(), Some("a1"));
+            assert!(
+                live(&w).is_empty(),
+                "no credential of the organisation works"
+            );
+            let store = w.fake.store();
+            let event = store.events.last().unwrap();
+            assert_eq!(
+                event.action,
+                crate::audit::AuditAction::RegistrationTokenRevoked
+            );
+            assert_eq!(event.details["reason"], "pasted into a ticket");
+            drop(store);
+            // Already revoked: 409 comes before the reason's 422.
+            assert_eq!(
+                refusal(
+                    w.svc
+                        .revoke_registration_token(&ctx(), &approver, w.org, " ")
+                ),
+                RefusalKind::RegistrationTokenState
+            );
+        }
+
+        #[test]
+        fn a_fresh_token_comes_only_after_a_revocation_and_replaces_nothing_else() {
+            let w = world();
+            let approver = person("a1", &[Role::Approver]);
+            assert_eq!(
+                refusal(w.svc.reissue_registration_token(
+                    &ctx(),
+                    &approver,
+                    w.org,
+                    "lost",
+                    &digest("fresh")
+                )),
+                RefusalKind::RegistrationTokenState
+            );
+            assert_eq!(live(&w), ["s"]);
+            w.svc
+                .revoke_registration_token(&ctx(), &approver, w.org, "lost")
+                .unwrap();
+            let issued = w
+                .svc
+                .reissue_registration_token(
+                    &ctx(),
+                    &approver,
+                    w.org,
+                    "handed over by phone",
+                    &digest("fresh"),
+                )
+                .unwrap();
+            assert_eq!(issued.state, RegistrationTokenState::Active);
+            assert_eq!(issued.issued_by, TokenIssuer::Approver("a1".into()));
+            assert_eq!(
+                issued.revoked_by.as_deref(),
+                Some("a1"),
+                "the revocation stays on record"
+            );
+            assert_eq!(live(&w), ["fresh"]);
+        }
+
+        #[test]
+        fn rotation_replaces_exactly_the_presented_credential() {
+            let w = world();
+            let org_ctx = Context {
+                actor: Actor::Organisation(w.org),
+                request_id: None,
+            };
+            let rotated = w
+                .svc
+                .rotate_registration_token(&org_ctx, w.org, "s", &digest("s2"))
+                .unwrap();
+            assert_eq!(rotated.rotations, 1);
+            assert_eq!(live(&w), ["s2"]);
+            assert!(matches!(
+                w.svc
+                    .rotate_registration_token(&org_ctx, w.org, "s", &digest("s3")),
+                Err(ServiceError::NotFound)
+            ));
+            assert_eq!(live(&w), ["s2"]);
+        }
+    }
 }

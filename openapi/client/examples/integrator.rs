@@ -1,11 +1,11 @@
 //! An integrator's whole path with the generated client: register an organisation, upload a
-//! public key, sign a client assertion with the private key, get an access token, and call an
-//! endpoint with it.
+//! public key, rotate the registration access token, sign a client assertion with the private
+//! key, get an access token, and call an endpoint with it.
 //!
 //! ```sh
 //! cargo run -p gateway-client --example integrator -- http://127.0.0.1:8080
 //! ```
-//! `--emit-env` prints `GW_ORG_ID=`, `GW_TOKEN=` (registration) and `GW_ACCESS_TOKEN=` lines
+//! `--emit-env` prints `GW_ORG_ID=`, `GW_TOKEN=` (the rotated registration token) and `GW_ACCESS_TOKEN=` lines
 //! instead of the narrative, for scripts.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -100,7 +100,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     say(format!("uploaded public key {kid}"));
 
-    // 3. Find the token endpoint, sign a client assertion, get an access token.
+    // 3. Rotate the registration access token (RFC 7592 style): the answer carries a new one,
+    // shown once, and the old one stops working at once. Only this token changes keys.
+    let rotated = with_registration
+        .rotate_registration_token()
+        .id(registered.id)
+        .send()
+        .await?
+        .into_inner();
+    let registration_token = rotated.registration_access_token;
+    authorised(&base, &registration_token)?
+        .get_organisation()
+        .id(registered.id)
+        .send()
+        .await?;
+    say(format!(
+        "rotated the registration access token ({} rotation so far)",
+        rotated.registration_token.rotations
+    ));
+
+    // 4. Find the token endpoint, sign a client assertion, get an access token.
     let metadata = Client::new(&base)
         .authorization_server_metadata()
         .send()
@@ -138,7 +157,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         token.token_type, token.scope, token.expires_in
     ));
 
-    // 4. Call an endpoint with the access token.
+    // 5. Call an endpoint with the access token (it reads; only the registration token
+    // changes keys).
     let with_access = authorised(&base, &token.access_token)?;
     let organisation = with_access
         .get_organisation()
@@ -161,7 +181,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ));
     if emit_env {
         println!("GW_ORG_ID={}", registered.id);
-        println!("GW_TOKEN={}", registered.registration_access_token);
+        println!("GW_TOKEN={registration_token}");
         println!("GW_ACCESS_TOKEN={}", token.access_token);
     }
     Ok(())
