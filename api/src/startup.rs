@@ -137,6 +137,8 @@ pub fn abuse_limits(settings: &Settings) -> anyhow::Result<AbuseLimits> {
         failed_sign_ins_per_minute: settings.oidc.failed_sign_ins_per_minute,
         tracked_clients: settings.server.rate_limit_tracked_clients,
     })
+}
+
 /// How often the server purges ended reviewer sessions.
 const SESSION_PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 

@@ -1315,6 +1315,9 @@ backend_tests! {
             + stored.request_id.unwrap().len()
             + stored.actor_id.unwrap().len();
         assert!(size < 4 * 1024, "{size} bytes stored of a 64 KiB input");
+    }
+}
+
 /// Reviewer sessions: the store behind sign-in, sign-out, idle timeout and absolute lifetime.
 mod reviewer_sessions {
     use super::*;
@@ -1429,6 +1432,10 @@ mod reviewer_sessions {
             assert_eq!(two.find_session(&s.id_sha256).unwrap(), Some(s.clone()));
             assert!(two.revoke_session(&s.id_sha256, t0 + Duration::minutes(1), &reviewer_event(AuditAction::ReviewerLogout)).unwrap());
             assert_eq!(one.find_session(&s.id_sha256).unwrap().unwrap().revoked_at, Some(t0 + Duration::minutes(1)));
+        }
+    }
+}
+
 mod registration_tokens {
     //! The registration token's live credentials and state: rotation swaps the presented
     //! credential atomically (one winner), reviewers' changes compare the state's version.
