@@ -172,7 +172,10 @@ fn scopes_from_json(raw: &str) -> Result<Scopes, String> {
                     AddressBookAttribute::parse(a).map_err(|e| format!("{a:?}: {}", e.message))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            strictly_sorted(&attributes, "attributes")?;
+            // An address-book scope may grant nothing beyond `id` and `email`: empty is fine.
+            if !attributes.is_empty() {
+                strictly_sorted(&attributes, "attributes")?;
+            }
             Ok::<_, String>(AddressBookScope {
                 attributes,
                 organisations: ab.organisations.into_domain()?,

@@ -18,7 +18,7 @@
 use utoipa::ToSchema;
 
 /// An ODS code: 3 to 10 ASCII letters and digits (case is normalised to upper).
-#[derive(ToSchema)]
+#[derive(Debug, ToSchema)]
 #[schema(
     as = OdsCode,
     pattern = r"^[A-Za-z0-9]{3,10}$",
@@ -31,7 +31,7 @@ pub struct OdsCodeSchema(String);
 /// A fully qualified DNS name: at least two dot-separated labels of 1 to 63 letters, digits
 /// and hyphens (no hyphen first or last in a label), at most 253 characters, the top-level
 /// label starting with a letter. Case is normalised to lower.
-#[derive(ToSchema)]
+#[derive(Debug, ToSchema)]
 #[schema(
     as = DnsName,
     pattern = r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
@@ -45,7 +45,7 @@ pub struct DnsNameSchema(String);
 /// An email address: a dot-atom local part (letters, digits and ``!#$%&'*+-/=?^_`{|}~``, dots
 /// only between them, at most 64 characters), `@`, and a DNS name as in `DnsName`; at most 254
 /// characters.
-#[derive(ToSchema)]
+#[derive(Debug, ToSchema)]
 #[schema(
     as = EmailAddress,
     pattern = r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$",
@@ -58,7 +58,7 @@ pub struct EmailAddressSchema(String);
 
 /// An organisation's legal name: 2 to 200 characters, no control characters, not starting
 /// or ending with whitespace.
-#[derive(ToSchema)]
+#[derive(Debug, ToSchema)]
 #[schema(
     as = OrganisationName,
     pattern = r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]{0,198}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$",
@@ -70,7 +70,7 @@ pub struct OrganisationNameSchema(String);
 
 /// A person's name: 1 to 200 characters, no control characters, not starting or ending with
 /// whitespace.
-#[derive(ToSchema)]
+#[derive(Debug, ToSchema)]
 #[schema(
     as = PersonName,
     pattern = r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\u0000-\u001f\u007f-\u009f]{0,198}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$",
@@ -82,7 +82,7 @@ pub struct PersonNameSchema(String);
 
 /// A short title or job role: 1 to 200 characters, no control characters, not starting or
 /// ending with whitespace.
-#[derive(ToSchema)]
+#[derive(Debug, ToSchema)]
 #[schema(
     as = ShortText,
     pattern = r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\u0000-\u001f\u007f-\u009f]{0,198}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$",
@@ -94,7 +94,7 @@ pub struct ShortTextSchema(String);
 
 /// Why, for people and the audit trail: 1 to 2000 characters; line breaks and tabs allowed,
 /// other control characters not; not starting or ending with whitespace.
-#[derive(ToSchema)]
+#[derive(Debug, ToSchema)]
 #[schema(
     as = Reason,
     pattern = r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]{0,1998}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$",
@@ -106,7 +106,7 @@ pub struct ReasonSchema(String);
 
 /// Why the organisation needs federation: 20 to 4000 characters; line breaks and tabs
 /// allowed, other control characters not; not starting or ending with whitespace.
-#[derive(ToSchema)]
+#[derive(Debug, ToSchema)]
 #[schema(
     as = BusinessNeed,
     pattern = r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]{18,3998}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$",
@@ -118,7 +118,7 @@ pub struct BusinessNeedSchema(String);
 
 /// An ICO data protection register number: 6 to 12 ASCII letters and digits (case is
 /// normalised to upper).
-#[derive(ToSchema)]
+#[derive(Debug, ToSchema)]
 #[schema(
     as = IcoRegistrationNumber,
     pattern = r"^[A-Za-z0-9]{6,12}$",
@@ -129,7 +129,7 @@ pub struct BusinessNeedSchema(String);
 pub struct IcoRegistrationNumberSchema(String);
 
 /// A detached compact JWS (RFC 7515 appendix F): `BASE64URL(header)..BASE64URL(signature)`.
-#[derive(ToSchema)]
+#[derive(Debug, ToSchema)]
 #[schema(
     as = DetachedJws,
     pattern = r"^[A-Za-z0-9_-]+\.\.[A-Za-z0-9_-]+$",
@@ -141,6 +141,7 @@ pub struct DetachedJwsSchema(String);
 
 /// A published agreement template's version: the list is built into the gateway
 /// (`api/agreement-templates/`), so the document names every one.
+#[derive(Debug)]
 pub struct TemplateVersionSchema;
 
 impl utoipa::PartialSchema for TemplateVersionSchema {
@@ -181,6 +182,7 @@ fn constant(
 }
 
 /// The one grant type the token endpoint issues.
+#[derive(Debug)]
 pub struct GrantTypeSchema;
 
 impl utoipa::PartialSchema for GrantTypeSchema {
@@ -199,6 +201,7 @@ impl ToSchema for GrantTypeSchema {
 }
 
 /// The one client authentication the token endpoint takes (RFC 7523).
+#[derive(Debug)]
 pub struct ClientAssertionTypeSchema;
 
 impl utoipa::PartialSchema for ClientAssertionTypeSchema {
@@ -217,6 +220,7 @@ impl ToSchema for ClientAssertionTypeSchema {
 }
 
 /// The `scope` of a token request: scope names separated by spaces (repeats allowed).
+#[derive(Debug)]
 pub struct ScopeListSchema;
 
 impl utoipa::PartialSchema for ScopeListSchema {

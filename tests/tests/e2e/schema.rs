@@ -394,3 +394,26 @@ fn value_schemas_state_the_domain_bounds() {
         assert!(regex.find(refused).is_none(), "{refused:?}");
     }
 }
+
+e2e_tests! {
+    async fn an_address_book_scope_without_extra_attributes_reads_back(backend) {
+        // Schema-valid (and valid): only `id` and `email`. It was stored, then refused on read.
+        let app = TestApp::spawn(backend).await;
+        let registered: Value = app.register(&registration(1)).await.json().await.unwrap();
+        let (id, token) = (registered["id"].as_str().unwrap(), registered["registration_access_token"].as_str().unwrap());
+        let draft = json!({
+            "template_version": "2026-11",
+            "scopes": {"address_book": {"attributes": []}},
+            "term": {"starts_on": "2026-12-01", "ends_on": "2027-11-30"},
+            "signatory": {"name": "Ada Lovelace", "role": "Caldicott Guardian", "email": "ada@care1.example.org"}
+        });
+        let created = app.client.post(app.url(&format!("/v1/organisations/{id}/agreements"))).bearer_auth(token).json(&draft).send().await.unwrap();
+        assert_eq!(created.status(), 201);
+        let created: Value = created.json().await.unwrap();
+        let aid = created["id"].as_str().unwrap();
+        let read = app.client.get(app.url(&format!("/v1/organisations/{id}/agreements/{aid}"))).bearer_auth(token).send().await.unwrap();
+        assert_eq!(read.status(), 200);
+        let read: Value = read.json().await.unwrap();
+        assert_eq!(read["scopes"]["address_book"]["attributes"], json!([]));
+    }
+}
