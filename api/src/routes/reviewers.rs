@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{get, post, web, HttpRequest, HttpResponse};
 use gateway_domain::audit::{excerpt, EXCERPT_CHARS};
-use gateway_domain::{Actor, AuditAction, NewAuditEvent, OrganisationId, Role};
+use gateway_domain::{OrganisationId, Role};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 

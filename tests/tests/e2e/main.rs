@@ -17,6 +17,6 @@ mod onboarding;
 mod registrations;
 mod replicas;
 mod reviewers;
-mod storage;
-mod sessions;
 mod schema;
+mod sessions;
+mod storage;
