@@ -347,6 +347,21 @@ impl RegistrationTokenCaller {
     pub fn organisation(&self) -> OrganisationCaller {
         OrganisationCaller(self.organisation)
     }
+
+    /// Checks again, just before a write, that the token still stands. The extractor checked
+    /// it before the body was read, and a client may take its time sending a body: a token
+    /// rotated or revoked meanwhile must not complete a change it began before.
+    pub async fn reconfirm(&self, state: &AppState) -> Result<(), ApiError> {
+        let repo = state.organisations.clone();
+        let selector = self.selector.clone();
+        let stored = web::block(move || repo.find_credential(&selector)).await??;
+        match stored {
+            Some(stored) if stored.organisation_id == self.organisation => Ok(()),
+            _ => Err(ApiError::Unauthorized(
+                "this registration token was rotated or revoked",
+            )),
+        }
+    }
 }
 
 impl FromRequest for RegistrationTokenCaller {
@@ -368,7 +383,7 @@ impl FromRequest for RegistrationTokenCaller {
             }
             managing_access_token(&state, token).await?;
             Err(ApiError::Forbidden(
-                "this needs the registration access token; access tokens may only read".to_owned(),
+                "this needs the registration access token: access tokens cannot change keys, contacts or domains, nor rotate the token".to_owned(),
             ))
         })
     }

@@ -487,12 +487,16 @@ impl Oidc {
         Ok(set
             .keys
             .iter()
-            // A shared secret is never a provider's signing key.
+            // A shared secret is never a provider's signing key, nor is an encryption key.
             .filter(|jwk| {
                 !matches!(
                     jwk.algorithm,
                     jsonwebtoken::jwk::AlgorithmParameters::OctetKey(_)
-                )
+                ) && jwk
+                    .common
+                    .public_key_use
+                    .as_ref()
+                    .is_none_or(|u| *u == jsonwebtoken::jwk::PublicKeyUse::Signature)
             })
             .filter_map(|jwk| {
                 let key = DecodingKey::from_jwk(jwk).ok()?;

@@ -61,10 +61,11 @@ pub async fn put_jwks(
     id: web::Path<String>,
     body: JsonBody<JwksRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let caller = caller.organisation();
-    let id = own_organisation(caller, &id)?;
+    let id = own_organisation(caller.organisation(), &id)?;
     let now = state.clock.now();
     let keys = check_key_set(&body.0.keys, now).map_err(ApiError::Validation)?;
+    caller.reconfirm(&state).await?;
+    let caller = caller.organisation();
     let event = NewAuditEvent {
         occurred_at: now,
         actor: Actor::Organisation(caller.0),

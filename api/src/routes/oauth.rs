@@ -220,21 +220,19 @@ enum Decision {
 }
 
 /// The outcome of a token request, decided on a blocking thread (database and crypto).
-/// An address locked out by its failures is refused before any work; a refusal writes no
-/// record of its own, only a hit on the address's per-minute counter (flushed later into one
-/// aggregated audit record per address and minute).
+/// A valid assertion always gets its token, even from an address locked out by failures:
+/// otherwise anyone sharing a partner's address (a NAT, a browser tricked into posting forms)
+/// could lock the partner out. Failures are what is limited: from a locked-out address a
+/// failure is refused with 429 and writes nothing; otherwise it writes no record of its own,
+/// only a hit on the address's per-minute counter (flushed later into one aggregated audit
+/// record per address and minute).
 fn decide(
     state: &AppState,
     params: Result<HashMap<String, String>, Rejection>,
     client_key: ClientKey,
+    locally_blocked: Option<Limited>,
     request_id: Option<String>,
 ) -> Result<Decision, ApiError> {
-    if let Err(limited) = state
-        .abuse
-        .check_failures(Limit::FailedAssertion, client_key)?
-    {
-        return Ok(Decision::Limited(limited));
-    }
     let claimed = |params: &HashMap<String, String>| {
         // The claimed client id is unverified input: a short excerpt only.
         params
@@ -243,6 +241,15 @@ fn decide(
             .map(|c| excerpt(&c, EXCERPT_CHARS))
     };
     let refuse = |rejection: Rejection, claimed: Option<String>| -> Result<Decision, ApiError> {
+        if let Some(limited) = locally_blocked {
+            return Ok(Decision::Limited(limited));
+        }
+        if let Err(limited) = state
+            .abuse
+            .check_failures(Limit::FailedAssertion, client_key)?
+        {
+            return Ok(Decision::Limited(limited));
+        }
         let note = serde_json::json!({ "error": rejection.code(), "client_id": claimed });
         state
             .abuse
@@ -321,7 +328,7 @@ fn decide(
         (status = 200, description = "An access token", body = TokenResponse),
         (status = 400, description = "invalid_request, invalid_grant (a replayed assertion), unsupported_grant_type or invalid_scope", body = OAuthErrorResponse),
         (status = 401, description = "invalid_client: the assertion does not authenticate the client", body = OAuthErrorResponse),
-        (status = 429, description = "temporarily_unavailable: too many failed token requests from this client address (across replicas), or in this client's name; a valid assertion is never refused for failures sent in its name from elsewhere", body = OAuthErrorResponse,
+        (status = 429, description = "temporarily_unavailable: too many failed token requests from this client address (across replicas), or in this client's name; only failures are refused: a valid assertion always gets its token", body = OAuthErrorResponse,
             headers(("Retry-After" = u64, description = "Seconds until the limit's minute ends"))),
         (status = 500, description = "server_error", body = OAuthErrorResponse),
         (status = 503, description = "temporarily_unavailable: the database cannot be reached", body = OAuthErrorResponse,
@@ -337,51 +344,50 @@ pub async fn token(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let client_key = state.abuse.trusted_proxies().key_of(&req);
-    // The cheap first line: an address this process knows is locked out costs nothing more.
-    if let Some(limited) = state
+    // The cheap first line: from an address this process knows is locked out, a failure
+    // costs no database write (a valid assertion still gets its token).
+    let locally_blocked = state
         .abuse
-        .locally_blocked(Limit::FailedAssertion, client_key)
-    {
-        return Ok(too_many(limited));
-    }
+        .locally_blocked(Limit::FailedAssertion, client_key);
     let params = form(&req, &body);
     let request_id = RequestId::of(&req);
     let shared = state.clone();
-    let decision = match web::block(move || decide(&shared, params, client_key, request_id))
-        .await
-        .map_err(ApiError::from)
-        .and_then(|r| r)
-    {
-        Ok(decision) => decision,
-        // Even our own failures answer in RFC 6749 form here, so OAuth clients read them.
-        Err(error) => {
-            let unavailable = matches!(error, ApiError::Unavailable(_));
-            // The problem response logs the cause chain; we send only the OAuth form.
-            let _ = actix_web::ResponseError::error_response(&error);
-            let (status, code, description) = if unavailable {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily_unavailable",
-                    "the gateway cannot reach its database; retry later",
-                )
-            } else {
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "server_error",
-                    "the gateway failed; the failure was logged",
-                )
-            };
-            let mut response = HttpResponse::build(status);
-            response.insert_header((header::CACHE_CONTROL, "no-store"));
-            if unavailable {
-                response.insert_header((header::RETRY_AFTER, "5"));
+    let decision =
+        match web::block(move || decide(&shared, params, client_key, locally_blocked, request_id))
+            .await
+            .map_err(ApiError::from)
+            .and_then(|r| r)
+        {
+            Ok(decision) => decision,
+            // Even our own failures answer in RFC 6749 form here, so OAuth clients read them.
+            Err(error) => {
+                let unavailable = matches!(error, ApiError::Unavailable(_));
+                // The problem response logs the cause chain; we send only the OAuth form.
+                let _ = actix_web::ResponseError::error_response(&error);
+                let (status, code, description) = if unavailable {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "temporarily_unavailable",
+                        "the gateway cannot reach its database; retry later",
+                    )
+                } else {
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "server_error",
+                        "the gateway failed; the failure was logged",
+                    )
+                };
+                let mut response = HttpResponse::build(status);
+                response.insert_header((header::CACHE_CONTROL, "no-store"));
+                if unavailable {
+                    response.insert_header((header::RETRY_AFTER, "5"));
+                }
+                return Ok(response.json(OAuthErrorResponse {
+                    error: code.to_owned(),
+                    error_description: description.to_owned(),
+                }));
             }
-            return Ok(response.json(OAuthErrorResponse {
-                error: code.to_owned(),
-                error_description: description.to_owned(),
-            }));
-        }
-    };
+        };
     Ok(match decision {
         Decision::Token(token) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))

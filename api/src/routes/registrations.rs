@@ -15,7 +15,9 @@ use crate::dto::{
     RegistrationResponse,
 };
 use crate::error::{ApiError, Problem};
-use crate::extract::{IfMatch, JsonBody, OptionalIfMatch, OrganisationCaller, RequestId};
+use crate::extract::{
+    IfMatch, JsonBody, OptionalIfMatch, OrganisationCaller, RegistrationTokenCaller, RequestId,
+};
 use crate::state::AppState;
 
 fn organisation_path(id: OrganisationId) -> String {
@@ -169,8 +171,8 @@ pub async fn get_organisation(
         (status = 200, description = "The changed registration", body = OrganisationResponse,
             headers(("ETag" = String, description = "The new version"))),
         (status = 400, description = "Malformed JSON, unknown field or null", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No valid registration access token or access token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "An access token without organisation:manage", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No valid registration access token (or it was rotated or revoked while the request was being sent)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "An access token: contacts and domains change only with the registration access token", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such organisation visible to this token", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "A new domain is equal to or under a domain another organisation has verified", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "The ETag is stale", body = Problem, content_type = "application/problem+json"),
@@ -181,19 +183,21 @@ pub async fn get_organisation(
         (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ),
-    security(("registration_token" = []), ("partner_oauth" = ["organisation:manage"]))
+    security(("registration_token" = []))
 )]
 #[patch("/v1/organisations/{id}")]
 #[tracing::instrument(name = "update_organisation", skip_all, fields(organisation_id = %id))]
 pub async fn update_organisation(
     req: HttpRequest,
-    caller: OrganisationCaller,
+    caller: RegistrationTokenCaller,
     state: web::Data<AppState>,
     id: web::Path<String>,
     if_match: IfMatch,
     body: JsonBody<OrganisationPatch>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = own_organisation(caller, &id)?;
+    let id = own_organisation(caller.organisation(), &id)?;
+    caller.reconfirm(&state).await?;
+    let caller = caller.organisation();
     let form = ChangeForm::from(&body.0);
     let precondition = OptionalIfMatch(Some(if_match)).precondition();
     let ctx = Context {

@@ -86,7 +86,24 @@ pub async fn callback(
     query: web::Query<CallbackQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let oidc = oidc(&state)?;
-    // Failed sign-ins are limited per client address (across replicas) and counted, not
+    // Only a browser that started a sign-in here (a sealed login-state cookie whose `state`
+    // matches) can attempt one. Anything else is refused with 401 and counts nothing: a page
+    // elsewhere embedding /auth/callback must not lock reviewers out of signing in.
+    let pending = state.sessions.login_state(&req);
+    let (Some(pending), Some(code), Some(returned_state)) =
+        (pending, query.code.as_deref(), query.state.as_deref())
+    else {
+        if let Some(error) = query.error.as_deref() {
+            tracing::info!(provider_error = %excerpt(error, EXCERPT_CHARS), "the identity provider ended a sign-in");
+        }
+        return Err(ApiError::Unauthorized(
+            "sign-in failed: start again at /auth/login",
+        ));
+    };
+    if !bool::from(pending.state.as_bytes().ct_eq(returned_state.as_bytes())) {
+        return Err(ApiError::Unauthorized("sign-in failed: state mismatch"));
+    }
+    // Failed attempts are limited per client address (across replicas) and counted, not
     // recorded one by one: the minute's count becomes one aggregated audit record.
     let client_key = state.abuse.trusted_proxies().key_of(&req);
     let abuse = state.abuse.clone();
@@ -105,23 +122,6 @@ pub async fn callback(
             Ok::<_, ApiError>(())
         }
     };
-    let pending = state.sessions.login_state(&req);
-    let (Some(pending), Some(code), Some(returned_state)) =
-        (pending, query.code.as_deref(), query.state.as_deref())
-    else {
-        let reason = query.error.as_deref().map_or_else(
-            || "no login in progress, or code/state missing".to_owned(),
-            |e| format!("provider error: {e}"),
-        );
-        failed(&reason).await?;
-        return Err(ApiError::Unauthorized(
-            "sign-in failed: start again at /auth/login",
-        ));
-    };
-    if !bool::from(pending.state.as_bytes().ct_eq(returned_state.as_bytes())) {
-        failed("state mismatch").await?;
-        return Err(ApiError::Unauthorized("sign-in failed: state mismatch"));
-    }
     let identity = match oidc.complete_login(code, &pending).await {
         Ok(identity) => identity,
         Err(error) => {

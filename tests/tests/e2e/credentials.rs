@@ -157,7 +157,12 @@ e2e_tests! {
         assert_eq!((status, problem.type_.as_str()), (403, "/problems/forbidden"));
         assert!(problem.detail.contains("registration access token"), "{problem:?}");
         assert_eq!(rotate(&app, id, &access).await, (403, None));
-        // Nothing changed, and the refusal is not audited as a change.
+        // Nor contacts or domains: the technical contact is where a reviewer sends a fresh
+        // registration token after a revocation, so it must not be changeable with keys alone.
+        let patch = json!({"contacts": {"technical": {"name": "Mallory", "email": "mallory@care1.example.org"}}});
+        assert_eq!(app.patch_organisation(&id.to_string(), &access, Some("\"1\""), &patch).await.status(), 403);
+        assert_eq!(app.patch_organisation(&id.to_string(), &token, Some("\"1\""), &patch).await.status(), 200);
+        // Nothing else changed, and the refusal is not audited as a change.
         let keys = app.api_as(&token).get_organisation_jwks().id(id).send().await.unwrap().into_inner();
         assert_eq!(keys.keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), ["k1"]);
         assert_eq!(app.all_events().iter().filter(|e| e.action == "keys.replaced").count(), 1);
@@ -293,5 +298,37 @@ e2e_tests! {
         for secret in [&token, &fresh].map(|t| t.rsplit('.').next().unwrap().to_owned()) {
             assert!(events.iter().all(|e| !e.details.to_string().contains(&secret)));
         }
+    }
+
+    async fn a_change_begun_before_a_rotation_does_not_complete_after_it(backend) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let app = TestApp::spawn(backend).await;
+        let key = TestKey::new("ed25519_a", "k1");
+        let (id, token, _) = app.register_ok_typed(registration_typed(4)).await;
+        app.put_keys(id, &token, vec![key.jwk()]).await.expect("keys stored");
+        // Someone holding the token starts replacing the keys and holds back the last byte of
+        // the body: the token was checked when the headers arrived.
+        let planted = TestKey::new("ed25519_b", "k-planted");
+        let body = json!({"keys": [planted.jwk()]}).to_string();
+        let address = app.base.trim_start_matches("http://").to_owned();
+        let mut held = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let head = format!(
+            "PUT /v1/organisations/{id}/jwks HTTP/1.1\r\nHost: {address}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        held.write_all(head.as_bytes()).await.unwrap();
+        held.write_all(&body.as_bytes()[..body.len() - 1]).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        // Meanwhile the owner rotates the token.
+        let (status, fresh) = rotate(&app, id, &token).await;
+        assert_eq!(status, 200);
+        let fresh = fresh.unwrap();
+        // The held request completes after the rotation: refused, and nothing changed.
+        held.write_all(&body.as_bytes()[body.len() - 1..]).await.unwrap();
+        let mut answer = String::new();
+        held.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+        let keys = app.api_as(&fresh).get_organisation_jwks().id(id).send().await.unwrap().into_inner();
+        assert_eq!(keys.keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), ["k1"]);
     }
 }

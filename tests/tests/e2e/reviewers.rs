@@ -168,9 +168,21 @@ e2e_tests! {
         assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Max-Age="), "{cookie}");
         assert!(!cookie.contains(&location[location.find("state=").unwrap() + 6..][..10]), "the state is sealed, not readable");
 
-        // A callback without the browser's login state, or with the wrong state, is refused.
+        // A callback without the browser's login state, or with the wrong state, is refused,
+        // and counts nothing: pages elsewhere embedding /auth/callback (as images, say) must
+        // not lock the reviewers behind one address out of signing in.
         let forged = browser.get(app.url("/auth/callback?code=abc&state=xyz")).send().await.unwrap();
         assert_eq!(forged.status(), 401);
+        let stranger = reqwest::Client::new();
+        for _ in 0..app.settings.oidc.failed_sign_ins_per_minute + 5 {
+            let embedded = stranger.get(app.url("/auth/callback?code=abc&state=xyz")).send().await.unwrap();
+            assert_eq!(embedded.status(), 401, "never 429: nothing was attempted");
+        }
+        // A real attempt that fails (this browser's state, a made-up code) is counted.
+        let state = location[location.find("state=").unwrap() + 6..].split('&').next().unwrap().to_owned();
+        let login_cookie = cookie.split(';').next().unwrap().to_owned();
+        let failed = browser.get(app.url(&format!("/auth/callback?code=made-up&state={state}"))).header("cookie", login_cookie).send().await.unwrap();
+        assert_eq!(failed.status(), 401);
         let (_, landed) = browser_sign_in(&app, &provider, "auditor1").await;
         let set_cookie: Vec<_> = landed.headers().get_all("set-cookie").iter().collect();
         assert!(set_cookie.is_empty(), "cookies were set on the redirect, not on /auth/me");
@@ -180,7 +192,8 @@ e2e_tests! {
         // Failed sign-ins are audited in aggregate, per source and minute.
         app.flush_failure_counts();
         let events = app.all_events();
-        assert!(events.iter().any(|e| e.action == "reviewer.login_failed" && e.details["source"] == "127.0.0.1" && e.details["count"].as_i64() >= Some(1)));
+        let counted: i64 = events.iter().filter(|e| e.action == "reviewer.login_failed" && e.details["source"] == "127.0.0.1").filter_map(|e| e.details["count"].as_i64()).sum();
+        assert_eq!(counted, 1, "only the real attempt counts");
     }
 
     async fn automation_uses_provider_bearer_tokens_with_full_validation(backend) {
