@@ -136,6 +136,8 @@ pub struct ServerSettings {
     pub public_base_url: String,
     pub json_body_limit_bytes: usize,
     pub shutdown_timeout_seconds: u64,
+    /// A request's whole body must arrive within this many seconds of the request starting.
+    pub body_timeout_seconds: u64,
     pub workers: usize,
     /// Proxies (IP addresses or CIDRs) whose `X-Forwarded-For` names the client; empty: the
     /// TCP peer is the client.
@@ -260,6 +262,10 @@ impl Settings {
         anyhow::ensure!(
             self.publisher.client_id.is_empty() == self.publisher.jwks_file.is_empty(),
             "publisher.client_id and publisher.jwks_file are set together"
+        );
+        anyhow::ensure!(
+            self.server.body_timeout_seconds >= 1,
+            "server.body_timeout_seconds must be at least 1"
         );
         anyhow::ensure!(
             self.auth.signing_key_reload_seconds >= 1,

@@ -96,6 +96,7 @@ pub enum ProblemKind {
     CsrfRejected,
     GrantInactive,
     RegistrationTokenState,
+    BodyTimeout,
 }
 
 /// What a problem kind says about itself: one row of the table below.
@@ -123,7 +124,7 @@ const fn info(
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 29] = [
+    pub const ALL: [ProblemKind; 30] = [
         Self::MalformedRequest,
         Self::ValidationFailed,
         Self::UnsupportedMediaType,
@@ -153,6 +154,7 @@ impl ProblemKind {
         Self::CsrfRejected,
         Self::GrantInactive,
         Self::RegistrationTokenState,
+        Self::BodyTimeout,
     ];
 
     /// The one table of problem kinds: slug, status, title and description together.
@@ -187,6 +189,7 @@ impl ProblemKind {
             Self::DocumentNotPdf => info("document-not-pdf", S::UNSUPPORTED_MEDIA_TYPE, "The document is not a PDF", "Evidence documents must be PDF files, recognised by their content (not their name or declared type). Nothing was stored."),
             Self::CsrfRejected => info("csrf-rejected", S::FORBIDDEN, "Cross-site request refused", "A change made with the reviewer session cookie must come from the gateway's own origin (Origin header) and carry the session's X-CSRF-Token (from GET /auth/me)."),
             Self::GrantInactive => info("grant-inactive", S::FORBIDDEN, "No agreement in force", "The token's data scope is no longer backed by an approved agreement in force: it was suspended, revoked, expired, or its required evidence lapsed. This is checked on every request."),
+            Self::BodyTimeout => info("body-timeout", S::REQUEST_TIMEOUT, "The request body came too slowly", "The whole body must arrive within the gateway's body deadline (`server.body_timeout_seconds`) of the request starting. Nothing was changed: send it again."),
             Self::RegistrationTokenState => info("registration-token-state", S::CONFLICT, "Not allowed in the registration token's state", "Revoking needs a registration token in force; issuing a fresh one needs the token revoked first. Nothing was changed."),
         }
     }
@@ -247,6 +250,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("payload larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    #[error("the body did not arrive in time")]
+    BodyTimeout,
     #[error("unauthorized: {0}")]
     Unauthorized(&'static str),
     #[error("forbidden: {0}")]
@@ -286,6 +291,7 @@ impl ApiError {
             Self::Validation(_) => ProblemKind::ValidationFailed,
             Self::UnsupportedMediaType(_) => ProblemKind::UnsupportedMediaType,
             Self::PayloadTooLarge { .. } => ProblemKind::PayloadTooLarge,
+            Self::BodyTimeout => ProblemKind::BodyTimeout,
             Self::Unauthorized(_) => ProblemKind::Unauthorized,
             Self::Forbidden(_) => ProblemKind::Forbidden,
             Self::NotFound => ProblemKind::NotFound,
@@ -335,6 +341,10 @@ impl ApiError {
             Self::PayloadTooLarge { limit } => {
                 (format!("the body may be at most {limit} bytes"), None)
             }
+            Self::BodyTimeout => (
+                "the request body did not arrive within the gateway's deadline".to_owned(),
+                None,
+            ),
             Self::Unauthorized(detail) => ((*detail).to_owned(), None),
             Self::Forbidden(detail) => (detail.clone(), None),
             Self::NotFound => ("no such resource".to_owned(), None),

@@ -62,6 +62,9 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
                 .await
                 .map_err(|error| match error.as_error::<PayloadError>() {
                     Some(PayloadError::Overflow) => ApiError::PayloadTooLarge { limit },
+                    Some(error) if crate::body_deadline::is_deadline(error) => {
+                        ApiError::BodyTimeout
+                    }
                     _ => ApiError::Malformed {
                         detail: "the body could not be read".to_owned(),
                         errors: Vec::new(),

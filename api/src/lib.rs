@@ -4,6 +4,7 @@
 pub mod abuse;
 pub mod audit_log;
 pub mod auth;
+pub mod body_deadline;
 pub mod client_address;
 pub mod commands;
 pub mod config;

@@ -276,6 +276,7 @@ impl Application {
         let document = crate::openapi::document();
         let known_routes = crate::routes::fallback::KnownRoutes::from_document(&document);
         let limit = settings.server.json_body_limit_bytes;
+        let body_timeout = std::time::Duration::from_secs(settings.server.body_timeout_seconds);
         let security_headers = SecurityHeaders::for_public_base_url(&public_base_url);
         let mut server = HttpServer::new(move || {
             App::new()
@@ -307,6 +308,10 @@ impl Application {
                 .app_data(web::Data::new(known_routes.clone()))
                 .default_service(web::to(crate::routes::fallback::fallback))
                 .app_data(web::Data::new(security_headers))
+                .app_data(web::Data::new(crate::body_deadline::BodyDeadline(
+                    body_timeout,
+                )))
+                .wrap(from_fn(crate::body_deadline::body_deadline))
                 .wrap(from_fn(crate::security_headers::security_headers))
                 .wrap(from_fn(telemetry::request_id))
         })

@@ -78,7 +78,13 @@ async fn read_upload(
             let mut body = Vec::new();
             let mut payload = payload;
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|_| malformed("", "body", "the body could not be read"))?;
+                let chunk = chunk.map_err(|error| {
+                    if crate::body_deadline::is_deadline(&error) {
+                        ApiError::BodyTimeout
+                    } else {
+                        malformed("", "body", "the body could not be read")
+                    }
+                })?;
                 if body.len() + chunk.len() > MAX_METADATA_BYTES {
                     return Err(ApiError::PayloadTooLarge {
                         limit: MAX_METADATA_BYTES,

@@ -60,6 +60,33 @@ fn too_many(limited: Limited) -> HttpResponse {
 const MAX_DESCRIPTION_CHARS: usize = 256;
 
 /// Parses the form body: each parameter at most once (RFC 6749 section 3.2).
+/// The form body, read within the body limit and deadline; either broken is an OAuth
+/// `invalid_request` (in RFC 6749's JSON form, as every answer of this endpoint), never a
+/// bare text error.
+async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<Vec<u8>, Rejection> {
+    use futures_util::StreamExt;
+    let limit = req
+        .app_data::<crate::extract::JsonLimit>()
+        .map_or(64 * 1024, |l| l.0);
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| {
+            Rejection::InvalidRequest(if crate::body_deadline::is_deadline(&error) {
+                "the form body did not arrive in time".to_owned()
+            } else {
+                "the form body could not be read".to_owned()
+            })
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(Rejection::InvalidRequest(format!(
+                "the form body may be at most {limit} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 fn form(req: &HttpRequest, body: &[u8]) -> Result<HashMap<String, String>, Rejection> {
     let is_form = req
         .mime_type()
@@ -341,15 +368,16 @@ fn decide(
 pub async fn token(
     req: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Bytes,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let client_key = state.abuse.trusted_proxies().key_of(&req);
+    let body = read_body(&req, payload).await;
     // The cheap first line: from an address this process knows is locked out, a failure
     // costs no database write (a valid assertion still gets its token).
     let locally_blocked = state
         .abuse
         .locally_blocked(Limit::FailedAssertion, client_key);
-    let params = form(&req, &body);
+    let params = body.and_then(|body| form(&req, &body));
     let request_id = RequestId::of(&req);
     let shared = state.clone();
     let decision =

@@ -331,4 +331,58 @@ e2e_tests! {
         let keys = app.api_as(&fresh).get_organisation_jwks().id(id).send().await.unwrap().into_inner();
         assert_eq!(keys.keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), ["k1"]);
     }
+
+    async fn a_trickled_body_is_cut_off_at_the_deadline(backend) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let database = std::sync::Arc::new(gateway_persistence::testing::TestDatabase::new(backend));
+        let mut settings = crate::support::settings_for(&database);
+        settings.server.body_timeout_seconds = 1;
+        let app = TestApp::spawn_with(database, settings).await;
+        let key = TestKey::new("ed25519_a", "k1");
+        let (id, token, _) = app.register_ok_typed(registration_typed(5)).await;
+        app.put_keys(id, &token, vec![key.jwk()]).await.expect("keys stored");
+        let address = app.base.trim_start_matches("http://").to_owned();
+        // Headers and all but the last byte of a body, then nothing: refused at the deadline.
+        let held = |path: String, headers: String, body: String| {
+            let address = address.clone();
+            async move {
+                let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+                let head = format!("{path} HTTP/1.1\r\nHost: {address}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+                stream.write_all(head.as_bytes()).await.unwrap();
+                stream.write_all(&body.as_bytes()[..body.len() - 1]).await.unwrap();
+                let mut answer = String::new();
+                tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_string(&mut answer))
+                    .await
+                    .expect("answered at the deadline, not left hanging")
+                    .unwrap();
+                answer
+            }
+        };
+        let planted = TestKey::new("ed25519_b", "k-planted");
+        let answer = held(
+            format!("PUT /v1/organisations/{id}/jwks"),
+            format!("Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"),
+            json!({"keys": [planted.jwk()]}).to_string(),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("/problems/body-timeout"), "{answer}");
+        let keys = app.api_as(&token).get_organisation_jwks().id(id).send().await.unwrap().into_inner();
+        assert_eq!(keys.keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), ["k1"], "nothing changed");
+        // The token endpoint answers in OAuth's own form.
+        let answer = held(
+            "POST /oauth2/token".to_owned(),
+            "Content-Type: application/x-www-form-urlencoded\r\n".to_owned(),
+            "grant_type=client_credentials&client_assertion=x".to_owned(),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        assert!(answer.contains("\"invalid_request\"") && answer.contains("did not arrive in time"), "{answer}");
+        // So does a form body over the limit (not a bare text 413).
+        let huge = "g".repeat(app.settings.server.json_body_limit_bytes + 1);
+        let refused = app.client.post(app.url("/oauth2/token")).form(&[("grant_type", huge)]).send().await.unwrap();
+        assert_eq!(refused.status(), 400);
+        let body: Value = refused.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{body}");
+    }
 }
