@@ -17,6 +17,7 @@ use anyhow::Context;
 
 use crate::auth::checkpoint::{AuditKeyRing, KeysVerifier};
 use crate::auth::signing::SigningKeys;
+use crate::group_commit::GroupCommit;
 
 /// How many records one sealing transaction takes at most.
 pub const SEAL_BATCH: i64 = 5_000;
@@ -207,15 +208,12 @@ impl Drop for Sequencer {
     }
 }
 
-type Ack = tokio::sync::oneshot::Sender<Result<(), String>>;
-
-/// Records audit events with group commit: concurrent callers' events go into one
-/// transaction, and each caller is answered only once its event is committed (durably:
-/// PostgreSQL's `synchronous_commit` is never relaxed). Thousands of disclosures a second
-/// cost a few commits a second.
+/// Records audit events with group commit ([`GroupCommit`]): concurrent callers' events go
+/// into one transaction, and each caller is answered only once its event is committed.
+/// Thousands of disclosures a second cost a few commits a second.
 #[derive(Debug, Clone)]
 pub struct AuditRecorder {
-    queue: mpsc::Sender<(NewAuditEvent, Ack)>,
+    events: GroupCommit<NewAuditEvent, ()>,
 }
 
 /// The most events one group commit takes.
@@ -223,44 +221,15 @@ const GROUP_MAX: usize = 1_000;
 
 impl AuditRecorder {
     pub fn start(audit: Arc<dyn AuditRepository>) -> Self {
-        let (queue, inbox) = mpsc::channel::<(NewAuditEvent, Ack)>();
-        let spawned = std::thread::Builder::new()
-            .name("audit-recorder".to_owned())
-            .spawn(move || {
-                while let Ok(first) = inbox.recv() {
-                    let mut group = vec![first];
-                    while group.len() < GROUP_MAX {
-                        match inbox.try_recv() {
-                            Ok(next) => group.push(next),
-                            Err(_) => break,
-                        }
-                    }
-                    let (events, acks): (Vec<_>, Vec<_>) = group.into_iter().unzip();
-                    let outcome = audit.append_all(&events).map_err(|e| {
-                        tracing::error!(error = %e, count = events.len(), "recording audit events failed");
-                        e.to_string()
-                    });
-                    for ack in acks {
-                        let _ = ack.send(outcome.clone());
-                    }
-                }
-            });
-        if let Err(error) = spawned {
-            tracing::error!(error = %error, "could not start the audit recorder");
-        }
-        Self { queue }
+        let events = GroupCommit::start("audit-recorder", 1, GROUP_MAX, move |events| {
+            audit.append_all(&events)?;
+            Ok(vec![(); events.len()])
+        });
+        Self { events }
     }
 
     /// Records `event`; resolves once it is committed.
     pub async fn record(&self, event: NewAuditEvent) -> Result<(), crate::error::ApiError> {
-        let (ack, done) = tokio::sync::oneshot::channel();
-        let unavailable =
-            |why: String| crate::error::ApiError::Unavailable(std::io::Error::other(why).into());
-        self.queue
-            .send((event, ack))
-            .map_err(|_| unavailable("the audit recorder has stopped".to_owned()))?;
-        done.await
-            .map_err(|_| unavailable("the audit recorder has stopped".to_owned()))?
-            .map_err(unavailable)
+        Ok(self.events.submit(event).await?)
     }
 }

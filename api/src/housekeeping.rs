@@ -136,16 +136,12 @@ mod tests {
             *expired -= purged;
             Ok(purged)
         }
-        fn record_issuance(
+        fn record_issuances(
             &self,
-            _: &str,
-            _: &str,
+            issuances: &[gateway_domain::Issuance],
             _: DateTime<Utc>,
-            _: DateTime<Utc>,
-            _: Option<(gateway_domain::OrganisationId, &str)>,
-            _: &gateway_domain::NewAuditEvent,
-        ) -> Result<bool, RepositoryError> {
-            Ok(true)
+        ) -> Result<Vec<bool>, RepositoryError> {
+            Ok(vec![true; issuances.len()])
         }
     }
 

@@ -13,6 +13,7 @@ pub mod dns;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod group_commit;
 pub mod housekeeping;
 pub mod openapi;
 pub mod page_token;

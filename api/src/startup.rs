@@ -150,6 +150,33 @@ pub fn session_policy(settings: &Settings) -> gateway_domain::SessionPolicy {
     }
 }
 
+/// How many transactions of token issuances may be in flight at once: one on SQLite (one
+/// writer at a time anyway), a few on PostgreSQL (a batch forms while others wait for their
+/// flush).
+fn issuance_committers(backend: gateway_persistence::Backend) -> usize {
+    match backend {
+        gateway_persistence::Backend::Sqlite => 1,
+        gateway_persistence::Backend::Postgres => 4,
+    }
+}
+
+/// The most issuances one transaction takes.
+const ISSUANCE_BATCH: usize = 256;
+
+fn issuance_committer(
+    db: Arc<gateway_persistence::Database>,
+    clock: Arc<dyn Clock>,
+) -> crate::group_commit::GroupCommit<gateway_domain::Issuance, bool> {
+    crate::group_commit::GroupCommit::start(
+        "token-commit",
+        issuance_committers(db.backend()),
+        ISSUANCE_BATCH,
+        move |batch: Vec<gateway_domain::Issuance>| {
+            gateway_domain::ReplayCache::record_issuances(&*db, &batch, clock.now())
+        },
+    )
+}
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -230,6 +257,7 @@ impl Application {
             page_tokens,
             audit_keys,
             recorder: crate::audit_log::AuditRecorder::start(db.clone()),
+            issuances: issuance_committer(db.clone(), clock.clone()),
             services,
             organisations: db.clone(),
             keys: db.clone(),

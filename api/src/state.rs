@@ -60,6 +60,9 @@ pub struct AppState {
     pub page_tokens: crate::page_token::PageTokens,
     /// Group-commit audit recording for data endpoints' disclosures.
     pub recorder: crate::audit_log::AuditRecorder,
+    /// Group commit of token issuances (replay cache, key use, audit record): `true` when
+    /// recorded, `false` for a replayed jti.
+    pub issuances: crate::group_commit::GroupCommit<gateway_domain::Issuance, bool>,
 }
 
 impl std::fmt::Debug for AppState {

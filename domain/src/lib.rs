@@ -42,7 +42,7 @@ pub use organisation::{
 };
 pub use ports::{
     AgreementRepository, AuditFilter, AuditKey, AuditRepository, Checkpoint, Conflict,
-    CredentialDigest, EvidenceRepository, HealthCheck, OrganisationRepository,
+    CredentialDigest, EvidenceRepository, HealthCheck, Issuance, OrganisationRepository,
     PartnerKeyRepository, RateLimitStore, ReplayCache, RepositoryError, SealedRecord,
     SecureDomainRepository, SigningKeyRepository, StoredCredential, StoredSigningKey, WindowCount,
 };

@@ -514,7 +514,44 @@ pub trait ReplayCache: Send + Sync {
         now: DateTime<Utc>,
         key: Option<(OrganisationId, &str)>,
         event: &NewAuditEvent,
-    ) -> Result<bool, RepositoryError>;
+    ) -> Result<bool, RepositoryError> {
+        let issuance = Issuance {
+            client: client.to_owned(),
+            jti: jti.to_owned(),
+            expires_at,
+            key: key.map(|(organisation, kid)| (organisation, kid.to_owned())),
+            event: event.clone(),
+        };
+        Ok(self
+            .record_issuances(std::slice::from_ref(&issuance), now)?
+            .first()
+            .copied()
+            .unwrap_or(false))
+    }
+
+    /// [`ReplayCache::record_issuance`] for many tokens in ONE transaction (group commit):
+    /// all of it commits, or none of it. Returns one flag per issuance, in order: `true` when
+    /// it was recorded, `false` for a replay, whose jti, key use and event are not written. A
+    /// replay is a pair recorded and unexpired at `now` (also when another replica records it
+    /// concurrently: MUST NOT fail the batch), or one that an earlier issuance of the same
+    /// batch names.
+    fn record_issuances(
+        &self,
+        issuances: &[Issuance],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<bool>, RepositoryError>;
+}
+
+/// What issuing one token writes: its client's `jti` for the replay cache (until
+/// `expires_at`), the key that signed the assertion (an organisation's; `None` for the
+/// publisher), and the `token.issued` record.
+#[derive(Debug, Clone)]
+pub struct Issuance {
+    pub client: String,
+    pub jti: String,
+    pub expires_at: DateTime<Utc>,
+    pub key: Option<(OrganisationId, String)>,
+    pub event: NewAuditEvent,
 }
 
 /// One of the gateway's own token-signing keys, its private half sealed.

@@ -8,7 +8,8 @@ use diesel::result::Error as DieselError;
 use crate::connection::DbConnection;
 use crate::models::{DomainRow, NewAuditRow};
 use crate::schema::{
-    audit_events, audit_tree, organisation_domains, organisations, secure_email_domains,
+    assertion_jtis, audit_events, audit_tree, organisation_domains, organisations,
+    secure_email_domains,
 };
 
 /// Runs `$body` with `$c` bound to the backend's own connection type, for statements that
@@ -102,6 +103,31 @@ pub(crate) fn insert_audit_rows(
         inserted += per_backend!(&mut *conn, |c| insert.execute(c))?;
     }
     Ok(inserted)
+}
+
+/// A replay-cache row to insert: `(client_id, jti, expires_at)`.
+pub(crate) type JtiRow<'a> = (
+    diesel::dsl::Eq<assertion_jtis::client_id, &'a str>,
+    diesel::dsl::Eq<assertion_jtis::jti, &'a str>,
+    diesel::dsl::Eq<assertion_jtis::expires_at, NaiveDateTime>,
+);
+
+/// Inserts the pairs not recorded yet, in one statement, skipping (not failing on) those
+/// already there, also when another replica inserted them a moment ago; returns the pairs
+/// this statement inserted. Multi-row `VALUES ... ON CONFLICT DO NOTHING RETURNING` is not in
+/// the backends' common subset.
+pub(crate) fn insert_new_jtis(
+    conn: &mut DbConnection,
+    rows: &[JtiRow<'_>],
+) -> Result<Vec<(String, String)>, DieselError> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let insert = diesel::insert_into(assertion_jtis::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning((assertion_jtis::client_id, assertion_jtis::jti));
+    per_backend!(conn, |c| insert.get_results(c))
 }
 
 /// A key of our own in PostgreSQL's advisory-lock space: "fg-domain" claims.

@@ -2,8 +2,10 @@
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use std::collections::HashSet;
+
 use gateway_domain::{
-    Conflict, KeyType, NewAuditEvent, OrganisationId, PartnerKey, PartnerKeyRepository,
+    Conflict, Issuance, KeyType, NewAuditEvent, OrganisationId, PartnerKey, PartnerKeyRepository,
     ReplayCache, RepositoryError, SigningKeyRepository, StoredSigningKey,
 };
 use uuid::Uuid;
@@ -12,7 +14,7 @@ use crate::audit::append_event;
 use crate::connection::Database;
 use crate::dialect;
 use crate::error::TxError;
-use crate::models::{from_db_time, to_db_time};
+use crate::models::{from_db_time, to_db_time, NewAuditRow};
 use crate::schema::{assertion_jtis, partner_keys, signing_keys};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -247,29 +249,84 @@ impl ReplayCache for Database {
         self.write(|conn| Ok(dialect::purge_expired_jtis(conn, to_db_time(now), limit)?))
     }
 
-    fn record_issuance(
+    fn record_issuances(
         &self,
-        client: &str,
-        jti: &str,
-        expires_at: DateTime<Utc>,
+        issuances: &[Issuance],
         now: DateTime<Utc>,
-        key: Option<(OrganisationId, &str)>,
-        event: &NewAuditEvent,
-    ) -> Result<bool, RepositoryError> {
-        race_is_replay(self.write(|conn| {
-            if !remember_jti(conn, client, jti, expires_at, now)? {
-                return Ok(false);
+    ) -> Result<Vec<bool>, RepositoryError> {
+        if issuances.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Within the batch only the first issuance of a pair can be fresh.
+        let mut seen = HashSet::with_capacity(issuances.len());
+        let first: Vec<bool> = issuances
+            .iter()
+            .map(|i| seen.insert((i.client.as_str(), i.jti.as_str())))
+            .collect();
+        let now_db = to_db_time(now);
+        self.write(|conn| {
+            let candidates: Vec<&Issuance> = issuances
+                .iter()
+                .zip(&first)
+                .filter_map(|(issuance, first)| first.then_some(issuance))
+                .collect();
+            let mut recorded: HashSet<(String, String)> = HashSet::with_capacity(candidates.len());
+            for chunk in candidates.chunks(JTI_BATCH) {
+                // An expired entry is forgotten, so its pair counts as new (as `remember`).
+                let jtis: Vec<&str> = chunk.iter().map(|i| i.jti.as_str()).collect();
+                diesel::delete(
+                    assertion_jtis::table
+                        .filter(assertion_jtis::jti.eq_any(&jtis))
+                        .filter(assertion_jtis::expires_at.le(now_db)),
+                )
+                .execute(conn)?;
+                let rows: Vec<_> = chunk
+                    .iter()
+                    .map(|i| {
+                        (
+                            assertion_jtis::client_id.eq(i.client.as_str()),
+                            assertion_jtis::jti.eq(i.jti.as_str()),
+                            assertion_jtis::expires_at.eq(to_db_time(i.expires_at)),
+                        )
+                    })
+                    .collect();
+                // What another replica recorded meanwhile is skipped, not an error: the
+                // statement returns only the pairs it inserted.
+                recorded.extend(dialect::insert_new_jtis(conn, &rows)?);
             }
-            if let Some((organisation, kid)) = key {
-                diesel::update(partner_keys::table.find((organisation.to_string(), kid)))
-                    .set(partner_keys::last_used_at.eq(Some(to_db_time(now))))
+            let fresh: Vec<bool> = issuances
+                .iter()
+                .zip(&first)
+                .map(|(i, first)| *first && recorded.contains(&(i.client.clone(), i.jti.clone())))
+                .collect();
+            let mut used: Vec<(String, &str)> = issuances
+                .iter()
+                .zip(&fresh)
+                .filter(|(_, fresh)| **fresh)
+                .filter_map(|(i, _)| i.key.as_ref())
+                .map(|(organisation, kid)| (organisation.to_string(), kid.as_str()))
+                .collect();
+            used.sort_unstable();
+            used.dedup();
+            for (organisation, kid) in &used {
+                diesel::update(partner_keys::table.find((organisation, kid)))
+                    .set(partner_keys::last_used_at.eq(Some(now_db)))
                     .execute(conn)?;
             }
-            append_event(conn, event)?;
-            Ok(true)
-        }))
+            let events: Vec<NewAuditRow> = issuances
+                .iter()
+                .zip(&fresh)
+                .filter(|(_, fresh)| **fresh)
+                .map(|(i, _)| NewAuditRow::from_event(&i.event))
+                .collect();
+            dialect::insert_audit_rows(conn, &events)?;
+            Ok(fresh)
+        })
     }
 }
+
+/// How many jtis one statement of a batch names.
+const JTI_BATCH: usize = 500;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = signing_keys)]

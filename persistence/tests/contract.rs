@@ -610,6 +610,103 @@ backend_tests! {
     }
 }
 
+fn issuance(
+    org: OrganisationId,
+    kid: &str,
+    jti: &str,
+    until: DateTime<Utc>,
+) -> gateway_domain::Issuance {
+    gateway_domain::Issuance {
+        client: org.to_string(),
+        jti: jti.into(),
+        expires_at: until,
+        key: Some((org, kid.into())),
+        event: event(AuditAction::TokenIssued, Some(org)),
+    }
+}
+
+backend_tests! {
+    fn a_batch_of_issuances_records_each_fresh_one_and_nothing_of_replays(backend) {
+        use gateway_domain::{PartnerKeyRepository, ReplayCache};
+        let test = TestDatabase::new(backend);
+        let db = test.open();
+        let org = register(&db, "AB123", &["one.example.org"]).unwrap();
+        let other = register(&db, "CD456", &["two.example.org"]).unwrap();
+        let t0 = now();
+        db.replace_keys(org.id, &[partner_key("k1", "AAA", t0), partner_key("k2", "BBB", t0)], &event(AuditAction::KeysReplaced, Some(org.id))).unwrap();
+        let until = t0 + Duration::seconds(60);
+        // Already used and unexpired; used long ago and expired by t0.
+        assert!(db.remember(&org.id.to_string(), "used", until, t0).unwrap());
+        assert!(db.remember(&org.id.to_string(), "stale", t0 - Duration::seconds(1), t0 - Duration::seconds(90)).unwrap());
+        let events_before = audit_count(&db);
+        let batch = [
+            issuance(org.id, "k1", "a", until),
+            issuance(org.id, "k1", "used", until),
+            issuance(org.id, "k1", "a", until),
+            issuance(org.id, "k1", "stale", until),
+            // The same jti for another client is another pair.
+            issuance(other.id, "k9", "a", until),
+        ];
+        let fresh = db.record_issuances(&batch, t0).unwrap();
+        assert_eq!(fresh, [true, false, false, true, true]);
+        assert_eq!(audit_count(&db), events_before + 3);
+        assert_eq!(db.find_key(org.id, "k1").unwrap().unwrap().last_used_at, Some(t0));
+        // A key named only by replays is not marked used.
+        let t1 = t0 + Duration::seconds(1);
+        let fresh = db.record_issuances(&[issuance(org.id, "k2", "a", until)], t1).unwrap();
+        assert_eq!(fresh, [false]);
+        assert_eq!(db.find_key(org.id, "k2").unwrap().unwrap().last_used_at, None);
+        assert_eq!(audit_count(&db), events_before + 3);
+        // Every recorded pair is a replay from now on, singly too.
+        for jti in ["a", "stale", "used"] {
+            assert!(!db.remember(&org.id.to_string(), jti, until, t1).unwrap(), "{jti}");
+        }
+        assert!(!db.remember(&other.id.to_string(), "a", until, t1).unwrap());
+        assert_eq!(db.record_issuances(&[], t1).unwrap(), Vec::<bool>::new());
+    }
+}
+
+backend_tests! {
+    fn replicas_recording_the_same_jtis_at_once_record_each_pair_once(backend) {
+        // SQLite half: one process's writers take turns, so this cannot race there; the
+        // PostgreSQL half races four connection pools, as four replicas would.
+        use gateway_domain::ReplayCache;
+        let test = TestDatabase::new(backend);
+        let setup = test.open();
+        let org = register(&setup, "AB123", &["one.example.org"]).unwrap();
+        let t0 = now();
+        let until = t0 + Duration::seconds(60);
+        let barrier = Arc::new(Barrier::new(4));
+        let handles: Vec<_> = (0..4)
+            .map(|replica| {
+                let (db, barrier) = (test.open(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    let mut outcomes = Vec::new();
+                    for round in 0..20 {
+                        // Each replica's batch overlaps the others' in its own order.
+                        let batch: Vec<_> = (0..10)
+                            .map(|i| issuance(org.id, "k1", &format!("j{round}-{}", (i + replica * 3) % 10), until))
+                            .collect();
+                        let fresh = db.record_issuances(&batch, t0).unwrap();
+                        outcomes.extend(batch.into_iter().zip(fresh).map(|(i, f)| (i.jti, f)));
+                    }
+                    outcomes
+                })
+            })
+            .collect();
+        let mut recorded = std::collections::HashMap::<String, usize>::new();
+        for handle in handles {
+            for (jti, fresh) in handle.join().unwrap() {
+                *recorded.entry(jti).or_default() += usize::from(fresh);
+            }
+        }
+        assert_eq!(recorded.len(), 200);
+        assert!(recorded.values().all(|n| *n == 1), "{recorded:?}");
+        assert_eq!(setup.list_events(0, 10_000).unwrap().len(), 1 + 200);
+    }
+}
+
 backend_tests! {
     fn concurrent_key_replacements_all_succeed(backend) {
         // SQLite half: these threads share one process, whose writers take turns on its

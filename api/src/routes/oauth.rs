@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use actix_web::http::header;
 use actix_web::http::StatusCode;
 use actix_web::{get, post, web, HttpMessage, HttpRequest, HttpResponse};
-use gateway_domain::{Actor, AuditAction, NewAuditEvent, OrganisationId, Scope};
+use gateway_domain::{Actor, AuditAction, Issuance, NewAuditEvent, OrganisationId, Scope};
 
 use chrono::{DateTime, Utc};
 
@@ -246,20 +246,63 @@ enum Decision {
     Limited(Limited),
 }
 
-/// The outcome of a token request, decided on a blocking thread (database and crypto).
+/// What the blocking part of a token request decided: an answer, or a signed token to send
+/// once its issuance (jti, key use, audit record) has committed.
+enum Prepared {
+    Answer(Decision),
+    Issue(TokenResponse, Issuance),
+}
+
+/// Where a request comes from, for limiting failures.
+#[derive(Clone, Copy)]
+struct Source {
+    client_key: ClientKey,
+    /// Set when this process already knows the address is locked out.
+    locally_blocked: Option<Limited>,
+}
+
 /// A valid assertion always gets its token, even from an address locked out by failures:
 /// otherwise anyone sharing a partner's address (a NAT, a browser tricked into posting forms)
 /// could lock the partner out. Failures are what is limited: from a locked-out address a
 /// failure is refused with 429 and writes nothing; otherwise it writes no record of its own,
 /// only a hit on the address's per-minute counter (flushed later into one aggregated audit
 /// record per address and minute).
-fn decide(
+fn refuse(
+    state: &AppState,
+    source: Source,
+    rejection: Rejection,
+    claimed: Option<String>,
+) -> Result<Decision, ApiError> {
+    if let Some(limited) = source.locally_blocked {
+        return Ok(Decision::Limited(limited));
+    }
+    if let Err(limited) = state
+        .abuse
+        .check_failures(Limit::FailedAssertion, source.client_key)?
+    {
+        return Ok(Decision::Limited(limited));
+    }
+    let note = serde_json::json!({ "error": rejection.code(), "client_id": claimed });
+    state
+        .abuse
+        .record_failure(Limit::FailedAssertion, source.client_key, &note.to_string())?;
+    if let Some(limited) = claimed
+        .as_deref()
+        .and_then(|c| state.abuse.claimed_client_refusal(c))
+    {
+        return Ok(Decision::Limited(limited));
+    }
+    Ok(Decision::Refused(rejection))
+}
+
+/// The blocking part of a token request (database reads and crypto): checks it, and for a
+/// valid assertion signs the token and says what its issuance writes. Writes only refusals.
+fn prepare(
     state: &AppState,
     params: Result<HashMap<String, String>, Rejection>,
-    client_key: ClientKey,
-    locally_blocked: Option<Limited>,
+    source: Source,
     request_id: Option<String>,
-) -> Result<Decision, ApiError> {
+) -> Result<Prepared, ApiError> {
     let claimed = |params: &HashMap<String, String>| {
         // The claimed client id is unverified input: a short excerpt only.
         params
@@ -267,48 +310,28 @@ fn decide(
             .and_then(|a| assertion::claimed_client(a))
             .map(|c| excerpt(&c, EXCERPT_CHARS))
     };
-    let refuse = |rejection: Rejection, claimed: Option<String>| -> Result<Decision, ApiError> {
-        if let Some(limited) = locally_blocked {
-            return Ok(Decision::Limited(limited));
-        }
-        if let Err(limited) = state
-            .abuse
-            .check_failures(Limit::FailedAssertion, client_key)?
-        {
-            return Ok(Decision::Limited(limited));
-        }
-        let note = serde_json::json!({ "error": rejection.code(), "client_id": claimed });
-        state
-            .abuse
-            .record_failure(Limit::FailedAssertion, client_key, &note.to_string())?;
-        if let Some(limited) = claimed
-            .as_deref()
-            .and_then(|c| state.abuse.claimed_client_refusal(c))
-        {
-            return Ok(Decision::Limited(limited));
-        }
-        Ok(Decision::Refused(rejection))
-    };
     let params = match params {
         Ok(params) => params,
-        Err(rejection) => return refuse(rejection, None),
+        Err(rejection) => return refuse(state, source, rejection, None).map(Prepared::Answer),
     };
     let now = state.clock.now();
     let client = match authenticate(state, &params, now) {
         Ok(client) => client,
         Err(Failure::Storage(error)) => return Err(error.into()),
-        Err(Failure::Refused(rejection)) => return refuse(rejection, claimed(&params)),
+        Err(Failure::Refused(rejection)) => {
+            return refuse(state, source, rejection, claimed(&params)).map(Prepared::Answer)
+        }
     };
-    let subject = &client.assertion.client;
+    let subject = client.assertion.client;
     let (access_token, claims) = state
         .signing
-        .issue(subject, &client.scopes, state.auth.access_token_lifetime)
+        .issue(&subject, &client.scopes, state.auth.access_token_lifetime)
         .map_err(|e| ApiError::Internal(e.into()))?;
     let actor = match client.organisation {
         Some(id) => Actor::Organisation(id),
         None => Actor::Publisher(subject.clone()),
     };
-    let issued = NewAuditEvent {
+    let event = NewAuditEvent {
         occurred_at: now,
         actor,
         action: AuditAction::TokenIssued,
@@ -317,30 +340,46 @@ fn decide(
         request_id,
         details: serde_json::json!({ "client_id": subject, "scope": claims.scope, "token_jti": claims.jti, "expires_at": claims.exp, "assertion_kid": client.assertion.kid }),
     };
-    // The replay check, the key's last use and the audit record commit together: one
-    // transaction per token.
-    let fresh = state.replay.record_issuance(
-        subject,
-        &client.assertion.jti,
-        client.assertion.expires_at,
-        now,
-        client
+    let issuance = Issuance {
+        key: client
             .organisation
-            .map(|id| (id, client.assertion.kid.as_str())),
-        &issued,
-    )?;
-    if !fresh {
-        return refuse(
-            Rejection::InvalidGrant("this client_assertion (jti) was already used".to_owned()),
-            Some(excerpt(subject, EXCERPT_CHARS)),
-        );
-    }
-    Ok(Decision::Token(TokenResponse {
+            .map(|id| (id, client.assertion.kid.clone())),
+        client: subject,
+        jti: client.assertion.jti,
+        expires_at: client.assertion.expires_at,
+        event,
+    };
+    let answer = TokenResponse {
         access_token,
         token_type: "Bearer".to_owned(),
         expires_in: u64::try_from(claims.exp - claims.iat).unwrap_or(0),
         scope: claims.scope,
-    }))
+    };
+    Ok(Prepared::Issue(answer, issuance))
+}
+
+/// Decides a token request. The replay check, the key's last use and the audit record commit
+/// together, in a transaction shared with concurrent issuances (group commit); the token is
+/// answered only after that commit.
+async fn decide(
+    state: web::Data<AppState>,
+    params: Result<HashMap<String, String>, Rejection>,
+    source: Source,
+    request_id: Option<String>,
+) -> Result<Decision, ApiError> {
+    let shared = state.clone();
+    let prepared = web::block(move || prepare(&shared, params, source, request_id)).await??;
+    let (answer, issuance) = match prepared {
+        Prepared::Answer(decision) => return Ok(decision),
+        Prepared::Issue(answer, issuance) => (answer, issuance),
+    };
+    let subject = excerpt(&issuance.client, EXCERPT_CHARS);
+    if state.issuances.submit(issuance).await? {
+        return Ok(Decision::Token(answer));
+    }
+    let replayed =
+        Rejection::InvalidGrant("this client_assertion (jti) was already used".to_owned());
+    web::block(move || refuse(&state, source, replayed, Some(subject))).await?
 }
 
 /// Get an access token (client credentials, authenticated with a signed JWT).
@@ -379,43 +418,41 @@ pub async fn token(
         .locally_blocked(Limit::FailedAssertion, client_key);
     let params = body.and_then(|body| form(&req, &body));
     let request_id = RequestId::of(&req);
-    let shared = state.clone();
-    let decision =
-        match web::block(move || decide(&shared, params, client_key, locally_blocked, request_id))
-            .await
-            .map_err(ApiError::from)
-            .and_then(|r| r)
-        {
-            Ok(decision) => decision,
-            // Even our own failures answer in RFC 6749 form here, so OAuth clients read them.
-            Err(error) => {
-                let unavailable = matches!(error, ApiError::Unavailable(_));
-                // The problem response logs the cause chain; we send only the OAuth form.
-                let _ = actix_web::ResponseError::error_response(&error);
-                let (status, code, description) = if unavailable {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "temporarily_unavailable",
-                        "the gateway cannot reach its database; retry later",
-                    )
-                } else {
-                    (
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "server_error",
-                        "the gateway failed; the failure was logged",
-                    )
-                };
-                let mut response = HttpResponse::build(status);
-                response.insert_header((header::CACHE_CONTROL, "no-store"));
-                if unavailable {
-                    response.insert_header((header::RETRY_AFTER, "5"));
-                }
-                return Ok(response.json(OAuthErrorResponse {
-                    error: code.to_owned(),
-                    error_description: description.to_owned(),
-                }));
+    let source = Source {
+        client_key,
+        locally_blocked,
+    };
+    let decision = match decide(state, params, source, request_id).await {
+        Ok(decision) => decision,
+        // Even our own failures answer in RFC 6749 form here, so OAuth clients read them.
+        Err(error) => {
+            let unavailable = matches!(error, ApiError::Unavailable(_));
+            // The problem response logs the cause chain; we send only the OAuth form.
+            let _ = actix_web::ResponseError::error_response(&error);
+            let (status, code, description) = if unavailable {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily_unavailable",
+                    "the gateway cannot reach its database; retry later",
+                )
+            } else {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "the gateway failed; the failure was logged",
+                )
+            };
+            let mut response = HttpResponse::build(status);
+            response.insert_header((header::CACHE_CONTROL, "no-store"));
+            if unavailable {
+                response.insert_header((header::RETRY_AFTER, "5"));
             }
-        };
+            return Ok(response.json(OAuthErrorResponse {
+                error: code.to_owned(),
+                error_description: description.to_owned(),
+            }));
+        }
+    };
     Ok(match decision {
         Decision::Token(token) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
