@@ -80,7 +80,7 @@ fn main() -> anyhow::Result<()> {
         _ => {}
     }
     let settings = Settings::load(cli.config.as_deref())?;
-    telemetry::init(&settings.log);
+    let _log_writer = telemetry::init(&settings.log);
     match cli.command {
         Command::Serve => serve(&settings),
         Command::Migrate => commands::migrate(&settings),

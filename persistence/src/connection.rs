@@ -158,11 +158,14 @@ impl Database {
         // Open one connection by hand first: r2d2 would only report a timeout.
         let first = factory.open()?;
         drop(first);
+        let backend = url.backend();
         let pool = Pool::builder()
             .max_size(options.max_connections)
             .connection_timeout(options.connect_timeout)
+            // A SQLite connection is a file handle that cannot drop like a socket: pinging it
+            // at every checkout (r2d2's default) only costs a parse and a step per query.
+            .test_on_check_out(backend == Backend::Postgres)
             .build(factory)?;
-        let backend = url.backend();
         Ok(Self {
             pool,
             url: url.clone(),

@@ -119,7 +119,8 @@ impl PartnerKeyRepository for Database {
     }
 
     fn list_keys(&self, organisation: OrganisationId) -> Result<Vec<PartnerKey>, RepositoryError> {
-        self.read(|conn| load_keys(conn, &organisation.to_string()))
+        // One statement: no transaction needed (the token endpoint reads this per request).
+        self.single(|conn| load_keys(conn, &organisation.to_string()))
     }
 
     fn find_key(

@@ -264,7 +264,7 @@ def measure(target, alg, keys, args, work):
     perf = None
     if args.perf and isinstance(target, Gateway):
         out = os.path.join(args.perf, f"perf-{target.backend}-{alg}.data")
-        perf = subprocess.Popen(["perf", "record", "-F", "499", "-g", "-o", out, "-p",
+        perf = subprocess.Popen(["perf", "record", "-F", os.environ.get("BENCH_PERF_HZ", "499"), "--call-graph", os.environ.get("BENCH_PERF_CALLGRAPH", "dwarf,16384"), "-o", out, "-p",
                                  str(target.pid()), "--", "sleep", str(max(args.duration - 2, 1))],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     result = run_wrk(aud, bodies, args.threads, args.connections, args.duration)

@@ -250,7 +250,7 @@ enum Decision {
 /// once its issuance (jti, key use, audit record) has committed.
 enum Prepared {
     Answer(Decision),
-    Issue(TokenResponse, Issuance),
+    Issue(TokenResponse, Box<Issuance>),
 }
 
 /// Where a request comes from, for limiting failures.
@@ -355,7 +355,7 @@ fn prepare(
         expires_in: u64::try_from(claims.exp - claims.iat).unwrap_or(0),
         scope: claims.scope,
     };
-    Ok(Prepared::Issue(answer, issuance))
+    Ok(Prepared::Issue(answer, Box::new(issuance)))
 }
 
 /// Decides a token request. The replay check, the key's last use and the audit record commit
@@ -371,7 +371,7 @@ async fn decide(
     let prepared = web::block(move || prepare(&shared, params, source, request_id)).await??;
     let (answer, issuance) = match prepared {
         Prepared::Answer(decision) => return Ok(decision),
-        Prepared::Issue(answer, issuance) => (answer, issuance),
+        Prepared::Issue(answer, issuance) => (answer, *issuance),
     };
     let subject = excerpt(&issuance.client, EXCERPT_CHARS);
     if state.issuances.submit(issuance).await? {

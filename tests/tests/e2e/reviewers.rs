@@ -204,8 +204,17 @@ e2e_tests! {
         let me = api.reviewer_me().send().await.unwrap().into_inner();
         assert_eq!(me.subject, "automation-reviewer");
         assert_eq!(api.review_list_organisations().send().await.unwrap().into_inner().items.len(), 1);
-        let audit = api.audit_list_events().send().await.unwrap().into_inner();
-        assert!(audit.items.iter().any(|e| e.action == "organisation.registered"));
+        // The trail lists sealed records only: the server seals every 50 ms here.
+        let mut listed = false;
+        for _ in 0..100 {
+            let audit = api.audit_list_events().send().await.unwrap().into_inner();
+            listed = audit.items.iter().any(|e| e.action == "organisation.registered");
+            if listed {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(listed, "the registration never appeared in the sealed trail");
 
         // Missing role: authenticated, but not allowed.
         let no_role = provider.client_token("automation-no-role", AUDIENCE).await;
