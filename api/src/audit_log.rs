@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use gateway_domain::audit::hex;
 use gateway_domain::merkle::Sha256;
+use gateway_domain::services::directory::DirectoryService;
 use gateway_domain::services::Services;
 use gateway_domain::{AuditRepository, Checkpoint, NewAuditEvent, RepositoryError};
 
@@ -126,8 +127,11 @@ const DROP_WAIT: Duration = Duration::from_secs(3);
 
 impl Sequencer {
     /// A zero `interval` starts nothing (records then wait for another process's sequencer).
+    /// With `directory`, the same thread also positions the directory's committed changes
+    /// (the same mechanism, see `DirectoryRepository`).
     pub fn start(
         services: Services,
+        directory: Option<DirectoryService>,
         signing: Arc<SigningKeys>,
         ring: AuditKeyRing,
         interval: Duration,
@@ -156,6 +160,11 @@ impl Sequencer {
                     if let Err(error) = seal_all(services.audit.as_ref(), services.hasher.as_ref()) {
                         tracing::warn!(error = %error, "sealing audit records failed; retrying");
                     }
+                    if let Some(directory) = &directory {
+                        if let Err(error) = directory.sequence_all() {
+                            tracing::warn!(error = %error, "positioning directory changes failed; retrying");
+                        }
+                    }
                     if last_checkpoint.elapsed() >= checkpoint_every {
                         match checkpoint(&services, &signing, &ring) {
                             Ok(_) => last_checkpoint = Instant::now(),
@@ -172,6 +181,9 @@ impl Sequencer {
                 }
                 // A graceful stop seals what the last requests wrote before going.
                 if seal_on_exit.load(Ordering::Relaxed) {
+                    if let Some(directory) = &directory {
+                        let _ = directory.sequence_all();
+                    }
                     let _ = seal_all(services.audit.as_ref(), services.hasher.as_ref());
                 }
             })

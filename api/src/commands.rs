@@ -60,6 +60,8 @@ pub struct MaintenanceReport {
     pub agreements: gateway_domain::services::review::AgreementMaintenance,
     /// DNS-verified domains re-resolved: proofs found missing are flagged (and audited).
     pub domains: gateway_domain::services::domains::DomainMaintenance,
+    /// Directory changes purged from the feed (older than `address_book.retention_days`).
+    pub feed_changes_purged: usize,
 }
 
 /// Removes partner keys whose countdown reached 0, expired replay-cache entries, ended reviewer
@@ -104,8 +106,17 @@ pub fn maintenance(
     };
     let agreements = services.maintain_agreements(&system)?;
     let domains = services.recheck_domains(&system)?;
+    let directory = gateway_domain::services::directory::DirectoryService {
+        directory: db.clone(),
+        clock: std::sync::Arc::new(gateway_domain::FixedClock(now)),
+    };
+    let feed_changes_purged = directory.purge(
+        i64::from(settings.address_book.retention_days),
+        i64::from(settings.address_book.idempotency_days),
+    )?;
     seal_before_exit(&db)?;
     Ok(MaintenanceReport {
+        feed_changes_purged,
         agreements,
         domains,
         keys_removed,

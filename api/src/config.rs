@@ -26,6 +26,7 @@ pub struct Settings {
     pub oidc: OidcSettings,
     pub audit: AuditSettings,
     pub dns: DnsSettings,
+    pub address_book: AddressBookSettings,
 }
 
 /// How domain-ownership proofs (TXT records) are resolved.
@@ -45,6 +46,16 @@ pub struct DnsSettings {
     pub demote_after_days: u32,
     /// Lookups in flight at once in this process; more wait (within the timeout).
     pub max_concurrent_lookups: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressBookSettings {
+    /// How long changes and tombstones stay in the feed (days); `maintenance` purges older
+    /// ones, and cursors that needed them get 410 resync-required.
+    pub retention_days: u32,
+    /// How long a publisher's Idempotency-Key answers are kept (days).
+    pub idempotency_days: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -97,6 +97,7 @@ pub enum ProblemKind {
     GrantInactive,
     RegistrationTokenState,
     BodyTimeout,
+    ResyncRequired,
 }
 
 /// What a problem kind says about itself: one row of the table below.
@@ -124,7 +125,7 @@ const fn info(
 }
 
 impl ProblemKind {
-    pub const ALL: [ProblemKind; 30] = [
+    pub const ALL: [ProblemKind; 31] = [
         Self::MalformedRequest,
         Self::ValidationFailed,
         Self::UnsupportedMediaType,
@@ -155,6 +156,7 @@ impl ProblemKind {
         Self::GrantInactive,
         Self::RegistrationTokenState,
         Self::BodyTimeout,
+        Self::ResyncRequired,
     ];
 
     /// The one table of problem kinds: slug, status, title and description together.
@@ -190,6 +192,7 @@ impl ProblemKind {
             Self::CsrfRejected => info("csrf-rejected", S::FORBIDDEN, "Cross-site request refused", "A change made with the reviewer session cookie must come from the gateway's own origin (Origin header) and carry the session's X-CSRF-Token (from GET /auth/me)."),
             Self::GrantInactive => info("grant-inactive", S::FORBIDDEN, "No agreement in force", "The token's data scope is no longer backed by an approved agreement in force: it was suspended, revoked, expired, or its required evidence lapsed. This is checked on every request."),
             Self::BodyTimeout => info("body-timeout", S::REQUEST_TIMEOUT, "The request body came too slowly", "The whole body must arrive within the gateway's body deadline (`server.body_timeout_seconds`) of the request starting. Nothing was changed: send it again."),
+            Self::ResyncRequired => info("resync-required", S::GONE, "Resync from scratch", "The changes this cursor needs are no longer kept (tombstones and changes are kept for `address_book.retention_days`, 180 by default), or the agreement's view changed since the cursor was issued (other organisations or attributes, or a new agreement). Discard the local copy and start again without a cursor: the first page of the snapshot says `reset: true`."),
             Self::RegistrationTokenState => info("registration-token-state", S::CONFLICT, "Not allowed in the registration token's state", "Revoking needs a registration token in force; issuing a fresh one needs the token revoked first. Nothing was changed."),
         }
     }
@@ -268,6 +271,8 @@ pub enum ApiError {
     Csrf(&'static str),
     #[error("no grant in force")]
     GrantInactive,
+    #[error("resync required: {0}")]
+    Gone(&'static str),
     #[error("precondition failed")]
     PreconditionFailed,
     #[error("precondition required: {0}")]
@@ -298,7 +303,10 @@ impl ApiError {
             Self::MethodNotAllowed => ProblemKind::MethodNotAllowed,
             Self::Conflict(Conflict::DomainTaken(_)) => ProblemKind::DomainTaken,
             Self::Conflict(Conflict::OdsCodeTaken(_)) => ProblemKind::OdsCodeTaken,
-            Self::Conflict(Conflict::Unique { .. }) => ProblemKind::Conflict,
+            Self::Conflict(Conflict::Unique { .. } | Conflict::EmailTaken(_)) => {
+                ProblemKind::Conflict
+            }
+            Self::Gone(_) => ProblemKind::ResyncRequired,
             Self::Refused(refusal) => refusal_kind(refusal.kind),
             Self::Csrf(_) => ProblemKind::CsrfRejected,
             Self::GrantInactive => ProblemKind::GrantInactive,
@@ -346,6 +354,7 @@ impl ApiError {
                 None,
             ),
             Self::Unauthorized(detail) => ((*detail).to_owned(), None),
+            Self::Gone(detail) => ((*detail).to_owned(), None),
             Self::Forbidden(detail) => (detail.clone(), None),
             Self::NotFound => ("no such resource".to_owned(), None),
             Self::MethodNotAllowed => (
@@ -359,6 +368,7 @@ impl ApiError {
             Self::Conflict(conflict) => {
                 let (field, rule) = match conflict {
                     Conflict::DomainTaken(_) => ("domains", "unique_domain"),
+                    Conflict::EmailTaken(_) => ("email", "email_unique"),
                     _ => ("ods_code", "unique_ods_code"),
                 };
                 (
@@ -439,6 +449,9 @@ impl From<ServiceError> for ApiError {
             } => Self::RateLimited {
                 retry_after_seconds,
             },
+            ServiceError::Gone => Self::Gone(
+                "the changes this cursor needs are no longer kept: start again without a cursor",
+            ),
         }
     }
 }

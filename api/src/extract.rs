@@ -78,6 +78,32 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
+/// Reads a streamed body of at most `limit` bytes within the body deadline.
+pub(crate) async fn read_limited(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| {
+            if crate::body_deadline::is_deadline(&error) {
+                ApiError::BodyTimeout
+            } else {
+                ApiError::Malformed {
+                    detail: "the body could not be read".to_owned(),
+                    errors: Vec::new(),
+                }
+            }
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Reads a JSON document from bytes, naming the failing field as `JsonBody` does.
 pub(crate) fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let deserializer = &mut serde_json::Deserializer::from_slice(body);
@@ -511,6 +537,46 @@ pub(crate) fn cross_site_refusal(
         return Some("X-CSRF-Token is missing or does not match the session");
     }
     None
+}
+
+/// The internal directory publisher, calling with a gateway access token carrying
+/// `directory:write`.
+#[derive(Debug, Clone)]
+pub struct PublisherCaller {
+    pub client_id: String,
+}
+
+impl FromRequest for PublisherCaller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req);
+        let state = app_state(req);
+        Box::pin(async move {
+            let token = token.ok_or(ApiError::Unauthorized("missing bearer token"))?;
+            let state = state?;
+            let signing = state.signing.clone();
+            let claims = web::block(move || signing.verify(&token))
+                .await?
+                .ok_or(ApiError::Unauthorized("invalid bearer token"))?;
+            let publisher = state
+                .publisher
+                .as_ref()
+                .filter(|p| p.client_id == claims.sub)
+                .ok_or_else(|| {
+                    ApiError::Forbidden("only the directory publisher may do this".to_owned())
+                })?;
+            if !claims.scopes().contains(&Scope::DirectoryWrite) {
+                return Err(ApiError::Forbidden(
+                    "this token lacks the directory:write scope".to_owned(),
+                ));
+            }
+            Ok(PublisherCaller {
+                client_id: publisher.client_id.clone(),
+            })
+        })
+    }
 }
 
 /// A partner system calling a data endpoint with a gateway access token.

@@ -9,6 +9,7 @@ pub mod client_address;
 pub mod commands;
 pub mod config;
 pub mod credentials;
+pub mod directory_import;
 pub mod dns;
 pub mod dto;
 pub mod error;

@@ -27,6 +27,8 @@ use crate::error::{FieldProblem, Problem, ProblemKind};
         (name = "agreements", description = "Partner agreements: templates, drafts, signatures, submission, and the grant in force"),
         (name = "review", description = "The review workflow: queue, verdicts, the two-person lifecycle, rejecting registrations"),
         (name = "reviewers", description = "National reviewers: OpenID Connect sign-in and the organisation list"),
+        (name = "directory", description = "The national directory's publisher: batches of entry changes (internal)"),
+        (name = "address_book", description = "Address-book sync for approved partners: a snapshot of your view, then the change feed"),
         (name = "audit", description = "The tamper-evident audit trail: sealed records, signed checkpoints, RFC 9162 proofs, verification"),
         (name = "operations", description = "Health, readiness and problem-type documentation"),
     ),

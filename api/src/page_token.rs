@@ -35,6 +35,18 @@ struct Body {
     q: String,
     /// The keyset position: the last item of the previous page.
     p: i64,
+    /// A second keyset component, for listings that need one (the id within a snapshot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    a: Option<String>,
+}
+
+/// What a page token holds, once its MAC, kind and caller are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Opened {
+    /// The query it was issued for: the caller compares it with the current one.
+    pub query: String,
+    pub position: i64,
+    pub after: Option<String>,
 }
 
 /// A cursor that is well-formed as a string but not one of ours, or not for this caller or
@@ -63,12 +75,25 @@ impl PageTokens {
 
     /// A token for the page after `position`.
     pub fn issue(&self, kind: &str, caller: &str, query: &str, position: i64) -> String {
+        self.issue_after(kind, caller, query, position, None)
+    }
+
+    /// A token for the page after `(position, after)`.
+    pub fn issue_after(
+        &self,
+        kind: &str,
+        caller: &str,
+        query: &str,
+        position: i64,
+        after: Option<&str>,
+    ) -> String {
         let body = Body {
             v: VERSION,
             k: kind.to_owned(),
             c: caller.to_owned(),
             q: query.to_owned(),
             p: position,
+            a: after.map(str::to_owned),
         };
         let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&body).unwrap_or_default());
         let mac = URL_SAFE_NO_PAD.encode(self.hmac(&body).finalize().into_bytes());
@@ -84,6 +109,21 @@ impl PageTokens {
         caller: &str,
         query: &str,
     ) -> Result<i64, ApiError> {
+        let opened = self.open_any_query(token, kind, caller)?;
+        if opened.query != query {
+            return Err(invalid("the cursor belongs to other filters"));
+        }
+        Ok(opened.position)
+    }
+
+    /// What `token` holds, if it is ours, unaltered, and was issued to `caller` for `kind`;
+    /// the caller decides what a different query means.
+    pub fn open_any_query(
+        &self,
+        token: &str,
+        kind: &str,
+        caller: &str,
+    ) -> Result<Opened, ApiError> {
         let (body, mac) = token
             .split_once('.')
             .ok_or_else(|| invalid("not a cursor this gateway issued"))?;
@@ -104,10 +144,11 @@ impl PageTokens {
         if body.c != caller {
             return Err(invalid("the cursor was issued to someone else"));
         }
-        if body.q != query {
-            return Err(invalid("the cursor belongs to other filters"));
-        }
-        Ok(body.p)
+        Ok(Opened {
+            query: body.q,
+            position: body.p,
+            after: body.a,
+        })
     }
 }
 

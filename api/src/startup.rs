@@ -233,8 +233,13 @@ impl Application {
         );
         let seconds = |n: u64| Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX));
         let services = services_with_dns(db.clone(), clock.clone(), settings)?;
+        let directory = gateway_domain::services::directory::DirectoryService {
+            directory: db.clone(),
+            clock: clock.clone(),
+        };
         let sequencer = crate::audit_log::Sequencer::start(
             services.clone(),
+            Some(directory.clone()),
             signing.clone(),
             audit_keys.clone(),
             std::time::Duration::from_millis(settings.audit.seal_interval_ms),
@@ -257,6 +262,7 @@ impl Application {
             page_tokens,
             audit_keys,
             recorder: crate::audit_log::AuditRecorder::start(db.clone()),
+            directory,
             issuances: issuance_committer(db.clone(), clock.clone()),
             services,
             organisations: db.clone(),

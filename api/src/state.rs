@@ -58,6 +58,8 @@ pub struct AppState {
     pub audit_keys: crate::auth::checkpoint::AuditKeyRing,
     /// Opaque, MAC'd page tokens (cursors).
     pub page_tokens: crate::page_token::PageTokens,
+    /// The national directory: ingest and address-book sync.
+    pub directory: gateway_domain::services::directory::DirectoryService,
     /// Group-commit audit recording for data endpoints' disclosures.
     pub recorder: crate::audit_log::AuditRecorder,
     /// Group commit of token issuances (replay cache, key use, audit record): `true` when

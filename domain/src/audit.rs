@@ -84,6 +84,8 @@ pub enum AuditAction {
     RegistrationTokenRotated,
     RegistrationTokenRevoked,
     RegistrationTokenIssued,
+    /// The publisher applied a batch of directory changes.
+    DirectoryChanged,
 }
 
 impl AuditAction {
@@ -123,6 +125,7 @@ impl AuditAction {
             Self::RegistrationTokenRotated => "registration_token.rotated",
             Self::RegistrationTokenRevoked => "registration_token.revoked",
             Self::RegistrationTokenIssued => "registration_token.issued",
+            Self::DirectoryChanged => "directory.changed",
         }
     }
 }

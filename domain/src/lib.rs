@@ -10,6 +10,7 @@ pub mod audit;
 pub mod category;
 pub mod clock;
 pub mod contact;
+pub mod directory;
 pub mod dns;
 pub mod evidence;
 pub mod exchange;
@@ -41,10 +42,11 @@ pub use organisation::{
     OrganisationStatus, Version,
 };
 pub use ports::{
-    AgreementRepository, AuditFilter, AuditKey, AuditRepository, Checkpoint, Conflict,
-    CredentialDigest, EvidenceRepository, HealthCheck, Issuance, OrganisationRepository,
-    PartnerKeyRepository, RateLimitStore, ReplayCache, RepositoryError, SealedRecord,
-    SecureDomainRepository, SigningKeyRepository, StoredCredential, StoredSigningKey, WindowCount,
+    AgreementRepository, AuditFilter, AuditKey, AuditRepository, ChangesPage, Checkpoint, Conflict,
+    CredentialDigest, DirectoryRepository, EvidenceRepository, FeedHead, HealthCheck,
+    IdempotentAnswer, Issuance, OrganisationRepository, PartnerKeyRepository, RateLimitStore,
+    ReplayCache, RepositoryError, SealedRecord, SecureDomainRepository, SigningKeyRepository,
+    StoredCredential, StoredSigningKey, WindowCount,
 };
 pub use session::{ReviewerSession, SessionEnd, SessionPolicy, SessionRepository};
 pub use validation::{FieldError, ValidationErrors};

@@ -24,6 +24,9 @@ pub enum Conflict {
     /// Another organisation holds the ODS code: it has an approved (or suspended) agreement.
     #[error("the ODS code {0} is held by another organisation with an approved agreement")]
     OdsCodeTaken(OdsCode),
+    /// Another directory entry (not deleted) has the email address.
+    #[error("another directory entry has the email address {0}")]
+    EmailTaken(String),
     /// A unique constraint of the store, by name, that no more specific rule explains.
     #[error("the write breaks the unique constraint {constraint}")]
     Unique { constraint: String },
@@ -621,4 +624,119 @@ pub trait RateLimitStore: Send + Sync {
         before: i64,
         audit: &dyn Fn(&WindowCount) -> Option<NewAuditEvent>,
     ) -> Result<usize, RepositoryError>;
+}
+
+/// A stored answer to a request made with an `Idempotency-Key`: a retry with the same key gets
+/// it again, and changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentAnswer {
+    /// Who may replay it and for what (e.g. `directory.changes:<client>`), and the key.
+    pub scope: String,
+    pub key: String,
+    /// Hex SHA-256 of the request body: the same key with another body is refused.
+    pub request_sha256: String,
+    /// The answer, as JSON.
+    pub answer: serde_json::Value,
+}
+
+/// Where the change feed stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FeedHead {
+    /// The highest position handed out (0 before the first change).
+    pub head: i64,
+    /// Changes at or below this position may have been purged: a reader whose cursor is
+    /// below it must resync from scratch.
+    pub purged_through: i64,
+}
+
+/// One page of the change feed after a position, for one view's organisations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangesPage {
+    /// The changes that touch the view, by position, each with its entry as it is now (`None`
+    /// when it is absent now).
+    pub changes: Vec<(
+        crate::directory::FeedChange,
+        Option<crate::directory::DirectoryEntry>,
+    )>,
+    /// The feed's head as this page read it: a reader that got fewer changes than it asked for
+    /// may continue from here (nothing between touches the view).
+    pub head: FeedHead,
+}
+
+/// The national directory and its change feed.
+///
+/// Positions are handed out by a sequencer, exactly as for the audit trail (see
+/// `persistence/src/audit.rs`): publishers insert their change rows without a position and
+/// never wait for one another; one sequencer at a time (the holder of a PostgreSQL advisory
+/// lock, or the in-process write lock on SQLite) gives the committed rows it can see the next
+/// positions in one transaction. A publisher that commits late simply gets later positions, so
+/// a reader paging by position never skips a committed change.
+pub trait DirectoryRepository: Send + Sync {
+    /// Applies `operations` (at most one per entry) at `at`, all or nothing: each upsert that
+    /// changes its entry, or brings a deleted one back, and each delete of a present entry
+    /// writes the entry and one unpositioned change row recording the entry's state before and
+    /// after; operations that change nothing write nothing. In the same transaction it
+    /// appends the event and stores the answer (when there is one) that `record` makes of
+    /// what the batch did.
+    ///
+    /// MUST return `Conflict::EmailTaken(email)` when an upserted entry's email is held by
+    /// another entry that is not deleted (and that this batch does not delete or re-address),
+    /// and a `Conflict::Unique` when the answer's scope and key are already stored (a concurrent
+    /// retry); then it changes nothing. Concurrent batches touching one entry are serialised,
+    /// so each change's before-state is the state the previous change left.
+    fn apply_changes(
+        &self,
+        operations: &[crate::directory::DirectoryOperation],
+        at: DateTime<Utc>,
+        record: &dyn Fn(
+            &crate::directory::BatchOutcome,
+        ) -> (NewAuditEvent, Option<IdempotentAnswer>),
+    ) -> Result<crate::directory::BatchOutcome, RepositoryError>;
+
+    /// The stored answer for `(scope, key)`, if any.
+    fn idempotent_answer(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> Result<Option<IdempotentAnswer>, RepositoryError>;
+
+    /// The sequencer: positions up to `limit` committed change rows in commit order. MUST
+    /// position nothing and return `Ok(0)` while another process holds the sequencer lock.
+    /// Returns how many it positioned.
+    fn sequence_changes(&self, limit: i64) -> Result<usize, RepositoryError>;
+
+    fn feed_head(&self) -> Result<FeedHead, RepositoryError>;
+
+    /// Present, unhidden entries of `organisations` with ids above `after`, in id order, at
+    /// most `limit`, read in one transaction.
+    fn entries_page(
+        &self,
+        organisations: &crate::agreement::OdsSelection,
+        after: Option<crate::directory::EntryId>,
+        limit: i64,
+    ) -> Result<Vec<crate::directory::DirectoryEntry>, RepositoryError>;
+
+    /// Positioned changes above `after` whose before- or after-state is a present, unhidden
+    /// entry of `organisations`, by position, at most `limit`, with the head, read in one
+    /// transaction.
+    fn changes_after(
+        &self,
+        organisations: &crate::agreement::OdsSelection,
+        after: i64,
+        limit: i64,
+    ) -> Result<ChangesPage, RepositoryError>;
+
+    /// Purges at most `limit` positioned change rows made before `before` (oldest first) and
+    /// the tombstones of entries deleted before it, raising `purged_through` to the highest
+    /// position purged, in one short transaction; returns how many change rows it purged.
+    fn purge_changes(&self, before: DateTime<Utc>, limit: i64) -> Result<usize, RepositoryError>;
+
+    /// Forgets idempotent answers stored before `before`; returns how many.
+    fn purge_answers(&self, before: DateTime<Utc>) -> Result<usize, RepositoryError>;
+
+    /// The entry with this id, if it is present (not deleted).
+    fn get_entry(
+        &self,
+        id: crate::directory::EntryId,
+    ) -> Result<Option<crate::directory::DirectoryEntry>, RepositoryError>;
 }

@@ -212,3 +212,143 @@ pub(crate) fn purge_expired_jtis(
         .bind::<BigInt, _>(limit);
     per_backend!(conn, |c| query.execute(c))
 }
+
+/// Advisory-lock class of directory entry buckets (the two-key lock space, apart from the
+/// single-key locks above).
+const DIRECTORY_ENTRY_LOCK_CLASS: i32 = 0x6469_7265; // "dire"
+/// Entry ids are hashed into this many buckets: bounded locks per transaction, whatever the
+/// batch size (PostgreSQL's lock table is shared and finite).
+const DIRECTORY_LOCK_BUCKETS: u32 = 256;
+
+/// Serialises, until the transaction ends, every publisher transaction that touches one of
+/// `ids` (PostgreSQL: one advisory lock per bucket of ids, taken in bucket order so two
+/// publishers never deadlock on them). SQLite writers are already serialised in-process.
+pub(crate) fn lock_directory_entries(
+    conn: &mut DbConnection,
+    ids: &[String],
+) -> Result<(), DieselError> {
+    use diesel::sql_types::{Array, Integer};
+    if let DbConnection::Postgres(c) = conn {
+        let mut buckets: Vec<i32> = ids
+            .iter()
+            .map(|id| {
+                let hash = id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+                    (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+                });
+                i32::try_from(hash % DIRECTORY_LOCK_BUCKETS).unwrap_or(0)
+            })
+            .collect();
+        buckets.sort_unstable();
+        buckets.dedup();
+        diesel::sql_query(
+            "SELECT pg_advisory_xact_lock($1, b) FROM (SELECT b FROM UNNEST($2::int[]) AS b ORDER BY b) AS ordered",
+        )
+        .bind::<Integer, _>(DIRECTORY_ENTRY_LOCK_CLASS)
+        .bind::<Array<Integer>, _>(buckets)
+        .execute(c)?;
+    }
+    Ok(())
+}
+
+/// Inserts or replaces whole entries (a tombstone comes back). PostgreSQL: statements of
+/// 1,000 rows; SQLite (whose diesel backend has no multi-row upsert): one cached statement
+/// per row, in process.
+pub(crate) fn upsert_entries(
+    conn: &mut DbConnection,
+    rows: &[crate::directory::EntryRow],
+) -> Result<usize, DieselError> {
+    use crate::schema::directory_entries as e;
+    use diesel::upsert::excluded;
+    macro_rules! replace_all {
+        () => {
+            (
+                e::email.eq(excluded(e::email)),
+                e::display_name.eq(excluded(e::display_name)),
+                e::given_name.eq(excluded(e::given_name)),
+                e::surname.eq(excluded(e::surname)),
+                e::job_title.eq(excluded(e::job_title)),
+                e::department.eq(excluded(e::department)),
+                e::ods_code.eq(excluded(e::ods_code)),
+                e::organisation_name.eq(excluded(e::organisation_name)),
+                e::office_phone.eq(excluded(e::office_phone)),
+                e::mobile_phone.eq(excluded(e::mobile_phone)),
+                e::hidden.eq(excluded(e::hidden)),
+                e::changed_at.eq(excluded(e::changed_at)),
+                e::deleted_at.eq(excluded(e::deleted_at)),
+            )
+        };
+    }
+    let mut written = 0;
+    match conn {
+        DbConnection::Postgres(c) => {
+            for chunk in rows.chunks(1_000) {
+                written += diesel::insert_into(e::table)
+                    .values(chunk)
+                    .on_conflict(e::id)
+                    .do_update()
+                    .set(replace_all!())
+                    .execute(c)?;
+            }
+        }
+        DbConnection::Sqlite(c) => {
+            for row in rows {
+                written += diesel::insert_into(e::table)
+                    .values(row)
+                    .on_conflict(e::id)
+                    .do_update()
+                    .set(replace_all!())
+                    .execute(c)?;
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// Inserts unpositioned change rows, in statements of 2,000 rows.
+pub(crate) fn insert_changes(
+    conn: &mut DbConnection,
+    rows: &[crate::directory::NewChangeRow],
+) -> Result<usize, DieselError> {
+    let mut inserted = 0;
+    for chunk in rows.chunks(2_000) {
+        let insert = diesel::insert_into(crate::schema::directory_changes::table).values(chunk);
+        inserted += per_backend!(&mut *conn, |c| insert.execute(c))?;
+    }
+    Ok(inserted)
+}
+
+/// A key of our own in PostgreSQL's advisory-lock space: "fg-dirsq".
+const DIRECTORY_SEQUENCER_LOCK: i64 = 0x6667_2d64_6972_7371;
+
+/// Takes the directory sequencer's lock for this transaction, if no other process holds it.
+pub(crate) fn try_directory_sequencer_lock(conn: &mut DbConnection) -> Result<bool, DieselError> {
+    #[derive(QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        locked: bool,
+    }
+    match conn {
+        DbConnection::Postgres(c) => {
+            let row: Locked = diesel::sql_query("SELECT pg_try_advisory_xact_lock($1) AS locked")
+                .bind::<diesel::sql_types::BigInt, _>(DIRECTORY_SEQUENCER_LOCK)
+                .get_result(c)?;
+            Ok(row.locked)
+        }
+        DbConnection::Sqlite(_) => Ok(true),
+    }
+}
+
+/// Gives up to `limit` unpositioned change rows the next positions, in seq order, in one
+/// statement, above every position ever handed out (also when purging removed them all). Only
+/// rows of committed transactions are visible to it, so a late commit gets a later position.
+pub(crate) fn position_changes(conn: &mut DbConnection, limit: i64) -> Result<usize, DieselError> {
+    const SQL: &str = "UPDATE directory_changes SET position = b.base + s.rn \
+         FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS rn FROM directory_changes \
+               WHERE position IS NULL ORDER BY seq LIMIT {limit}) AS s, \
+              (SELECT MAX(top) AS base FROM (SELECT COALESCE(MAX(position), 0) AS top FROM directory_changes \
+                   UNION ALL SELECT purged_through FROM directory_feed) AS tops) AS b \
+         WHERE directory_changes.seq = s.seq";
+    // `limit` is ours (a constant of the caller), never outside input.
+    let sql = SQL.replace("{limit}", &limit.max(0).to_string());
+    per_backend!(conn, |c| diesel::sql_query(&sql).execute(c))
+}

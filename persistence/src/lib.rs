@@ -7,6 +7,7 @@ mod audit;
 mod connection;
 mod database_url;
 mod dialect;
+mod directory;
 mod error;
 mod evidence;
 mod keys;

@@ -254,3 +254,52 @@ diesel::table! {
 
 diesel::joinable!(registration_tokens -> organisations (organisation_id));
 diesel::allow_tables_to_appear_in_same_query!(registration_tokens, organisations);
+
+diesel::table! {
+    directory_entries (id) {
+        id -> Text,
+        email -> Text,
+        display_name -> Text,
+        given_name -> Nullable<Text>,
+        surname -> Nullable<Text>,
+        job_title -> Nullable<Text>,
+        department -> Nullable<Text>,
+        ods_code -> Text,
+        organisation_name -> Text,
+        office_phone -> Nullable<Text>,
+        mobile_phone -> Nullable<Text>,
+        hidden -> Bool,
+        changed_at -> Timestamp,
+        deleted_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    directory_changes (seq) {
+        seq -> BigInt,
+        position -> Nullable<BigInt>,
+        entry_id -> Text,
+        changed_at -> Timestamp,
+        before_ods -> Nullable<Text>,
+        before_hidden -> Bool,
+        after_ods -> Nullable<Text>,
+        after_hidden -> Bool,
+    }
+}
+
+diesel::table! {
+    directory_feed (id) {
+        id -> BigInt,
+        purged_through -> BigInt,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (scope, idem_key) {
+        scope -> Text,
+        idem_key -> Text,
+        request_sha256 -> Text,
+        answer -> Text,
+        created_at -> Timestamp,
+    }
+}

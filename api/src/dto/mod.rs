@@ -4,6 +4,7 @@
 mod agreements;
 mod audit;
 mod credentials;
+mod directory;
 mod evidence;
 mod keys;
 mod oauth;
@@ -15,6 +16,7 @@ pub mod values;
 pub use agreements::*;
 pub use audit::*;
 pub use credentials::*;
+pub use directory::*;
 pub use evidence::*;
 pub use keys::*;
 pub use oauth::*;

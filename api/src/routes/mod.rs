@@ -10,6 +10,7 @@ use crate::extract::{RequestId, ReviewerCaller};
 pub mod agreements;
 pub mod audit;
 pub mod credentials;
+pub mod directory;
 pub mod domains;
 pub mod evidence;
 pub mod fallback;
@@ -52,6 +53,8 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(keys::put_jwks)
         .service(keys::get_jwks)
         .service(oauth::token)
+        .service(directory::publish)
+        .service(directory::changes)
         .service(oauth::jwks)
         .service(oauth::metadata)
         .service(reviewers::login)

@@ -19,6 +19,7 @@ use crate::validation::{FieldError, ValidationErrors};
 
 pub mod agreements;
 pub mod audit;
+pub mod directory;
 pub mod domains;
 pub mod evidence;
 pub mod registration;
@@ -97,6 +98,10 @@ pub enum ServiceError {
     /// Asked again too soon; nothing was done. Try again after this many seconds.
     #[error("rate limited for {retry_after_seconds}s")]
     RateLimited { retry_after_seconds: u64 },
+    /// What the caller's cursor needs is gone (purged after the retention period, or its
+    /// view changed): start again from scratch.
+    #[error("resync needed")]
+    Gone,
 }
 
 impl From<RepositoryError> for ServiceError {

@@ -8,6 +8,7 @@ mod oidc_provider;
 mod support;
 
 mod abuse;
+mod address_book;
 mod audit;
 mod credentials;
 mod domains;

@@ -39,14 +39,14 @@ fn detached_jws(key: &TestKey, payload: &[u8]) -> String {
 
 /// A signed-in reviewer in a browser: cookies, plus the session's CSRF token and the origin
 /// a browser would send.
-struct Reviewer {
+pub(crate) struct Reviewer {
     browser: reqwest::Client,
     csrf: String,
     origin: String,
 }
 
 impl Reviewer {
-    async fn sign_in(app: &TestApp, provider: &OidcProvider, login: &str) -> Self {
+    pub(crate) async fn sign_in(app: &TestApp, provider: &OidcProvider, login: &str) -> Self {
         let (browser, landed) = browser_sign_in(app, provider, login).await;
         let me: Value = landed.json().await.unwrap();
         assert_eq!(me["person"], true);
@@ -76,15 +76,15 @@ impl Reviewer {
 }
 
 /// A partner organisation with its registration token and one registered key.
-struct Partner {
-    id: uuid::Uuid,
-    token: String,
-    key: TestKey,
+pub(crate) struct Partner {
+    pub(crate) id: uuid::Uuid,
+    pub(crate) token: String,
+    pub(crate) key: TestKey,
     n: u32,
 }
 
 impl Partner {
-    async fn new(app: &TestApp, n: u32, key: TestKey) -> Self {
+    pub(crate) async fn new(app: &TestApp, n: u32, key: TestKey) -> Self {
         let (id, token, _) = app.register_ok_typed(registration_typed(n)).await;
         app.put_keys(id, &token, vec![key.jwk()])
             .await
@@ -178,7 +178,7 @@ impl Partner {
     }
 
     /// Drafts, signs and submits; returns the agreement id.
-    async fn submitted_agreement(&self, app: &TestApp, body: Value) -> String {
+    pub(crate) async fn submitted_agreement(&self, app: &TestApp, body: Value) -> String {
         let (status, draft) = self.draft(app, body).await;
         assert_eq!(status, 201, "{draft}");
         let aid = draft["id"].as_str().unwrap().to_owned();
@@ -234,7 +234,12 @@ async fn etag_of(reviewer: &Reviewer, app: &TestApp, aid: &str) -> String {
     response.headers()["etag"].to_str().unwrap().to_owned()
 }
 
-async fn act(reviewer: &Reviewer, app: &TestApp, aid: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn act(
+    reviewer: &Reviewer,
+    app: &TestApp,
+    aid: &str,
+    body: Value,
+) -> (u16, Value) {
     let etag = etag_of(reviewer, app, aid).await;
     let response = reviewer
         .post(
@@ -283,6 +288,31 @@ async fn verify_by_hand(reviewer: &Reviewer, app: &TestApp, partner: &Partner) {
         )
         .await;
     assert_eq!(response.status(), 200);
+}
+
+/// A partner whose agreement (`body`) went through the whole workflow: evidence accepted, its
+/// domain verified, checked by reviewer1 and approved by approver1. Returns the partner, the
+/// reviewer and the approver (for later transitions) and the agreement id.
+pub(crate) async fn approved_partner(
+    app: &TestApp,
+    provider: &OidcProvider,
+    n: u32,
+    body: Value,
+) -> (Partner, Reviewer, Reviewer, String) {
+    let partner = Partner::new(app, n, TestKey::new("ed25519_a", &format!("k{n}"))).await;
+    let evidence = partner.required_evidence(app, "2027-12-31").await;
+    let aid = partner.submitted_agreement(app, body).await;
+    let reviewer = Reviewer::sign_in(app, provider, "reviewer1").await;
+    let approver = Reviewer::sign_in(app, provider, "approver1").await;
+    verify_by_hand(&reviewer, app, &partner).await;
+    for eid in &evidence {
+        assert_eq!(judge(&reviewer, app, eid, "accepted").await.0, 200);
+    }
+    let (status, checked) = act(&reviewer, app, &aid, json!({"action": "check"})).await;
+    assert_eq!(status, 200, "{checked}");
+    let (status, approved) = act(&approver, app, &aid, json!({"action": "approve"})).await;
+    assert_eq!(status, 200, "{approved}");
+    (partner, reviewer, approver, aid)
 }
 
 fn rules(problem: &Value) -> Vec<String> {

@@ -20,8 +20,24 @@ pub(crate) async fn gateway_with_provider(backend: Backend) -> (TestApp, OidcPro
     gateway_with(backend, None).await
 }
 
+/// A gateway wired to its own provider, with `tweak` applied to its settings.
+pub(crate) async fn gateway_with_provider_and(
+    backend: Backend,
+    tweak: impl FnOnce(&mut gateway_api::Settings),
+) -> (TestApp, OidcProvider) {
+    gateway_with_settings(backend, None, tweak).await
+}
+
 /// A gateway wired to its own provider, with the provider's development keys or fresh ones.
 async fn gateway_with(backend: Backend, keys: Option<ProviderKeys>) -> (TestApp, OidcProvider) {
+    gateway_with_settings(backend, keys, |_| {}).await
+}
+
+async fn gateway_with_settings(
+    backend: Backend,
+    keys: Option<ProviderKeys>,
+    tweak: impl FnOnce(&mut gateway_api::Settings),
+) -> (TestApp, OidcProvider) {
     let database = Arc::new(TestDatabase::new(backend));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
@@ -38,6 +54,7 @@ async fn gateway_with(backend: Backend, keys: Option<ProviderKeys>) -> (TestApp,
     settings.oidc.audience = AUDIENCE.into();
     // A rotation seconds after the last fetch must not wait out the refetch gap.
     settings.oidc.jwks_min_refetch_seconds = 0;
+    tweak(&mut settings);
     (TestApp::spawn_on(listener, database, settings), provider)
 }
 
