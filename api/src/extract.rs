@@ -539,6 +539,18 @@ pub(crate) fn cross_site_refusal(
     None
 }
 
+/// The claims of the request's gateway access token: 401 when it is missing or does not verify.
+async fn access_claims(
+    state: &AppState,
+    token: Option<String>,
+) -> Result<crate::auth::signing::AccessClaims, ApiError> {
+    let token = token.ok_or(ApiError::Unauthorized("missing bearer token"))?;
+    let signing = state.signing.clone();
+    web::block(move || signing.verify(&token))
+        .await?
+        .ok_or(ApiError::Unauthorized("invalid bearer token"))
+}
+
 /// The internal directory publisher, calling with a gateway access token carrying
 /// `directory:write`.
 #[derive(Debug, Clone)]
@@ -554,12 +566,8 @@ impl FromRequest for PublisherCaller {
         let token = bearer(req);
         let state = app_state(req);
         Box::pin(async move {
-            let token = token.ok_or(ApiError::Unauthorized("missing bearer token"))?;
             let state = state?;
-            let signing = state.signing.clone();
-            let claims = web::block(move || signing.verify(&token))
-                .await?
-                .ok_or(ApiError::Unauthorized("invalid bearer token"))?;
+            let claims = access_claims(&state, token).await?;
             let publisher = state
                 .publisher
                 .as_ref()
@@ -616,12 +624,8 @@ impl FromRequest for PartnerCaller {
         let token = bearer(req);
         let state = app_state(req);
         Box::pin(async move {
-            let token = token.ok_or(ApiError::Unauthorized("missing bearer token"))?;
             let state = state?;
-            let signing = state.signing.clone();
-            let claims = web::block(move || signing.verify(&token))
-                .await?
-                .ok_or(ApiError::Unauthorized("invalid bearer token"))?;
+            let claims = access_claims(&state, token).await?;
             let id = uuid::Uuid::parse_str(&claims.sub).map_err(|_| {
                 ApiError::Forbidden("this token is not an organisation's".to_owned())
             })?;

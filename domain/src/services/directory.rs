@@ -208,11 +208,11 @@ impl DirectoryService {
         let full = usize::try_from(limit).unwrap_or(usize::MAX);
         match position {
             SyncPosition::Start | SyncPosition::Snapshot { .. } => {
+                let now = self.directory.feed_head()?;
                 let (head, after) = match position {
                     SyncPosition::Snapshot { head, after } => (head, Some(after)),
-                    _ => (self.directory.feed_head()?.head, None),
+                    _ => (now.head, None),
                 };
-                let now = self.directory.feed_head()?;
                 if head < now.purged_through || head > now.head {
                     return Err(ServiceError::Gone);
                 }
