@@ -2,6 +2,7 @@
 //! that then trickles its body could hold a connection (and a change it began) open for as
 //! long as it liked. Every body must arrive within `server.body_timeout_seconds` of the
 //! request starting; after that the body reads as failed and the request is refused.
+//! Compressed request bodies are refused outright (`refuse_encoded_bodies`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -70,4 +71,32 @@ pub async fn body_deadline(
         payload: Box::pin(stream),
     });
     next.call(req).await
+}
+
+/// The middleware (`from_fn`) that refuses compressed request bodies (415): actix would
+/// inflate a `Content-Encoding: gzip` body for the JSON extractors, so a small upload could
+/// expand to far more than it looks; no client of this API needs to compress what it sends.
+pub async fn refuse_encoded_bodies(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<actix_web::body::EitherBody<impl MessageBody>>, actix_web::Error> {
+    use actix_web::ResponseError;
+    let encoded = req
+        .headers()
+        .get_all(actix_web::http::header::CONTENT_ENCODING)
+        .any(|value| {
+            !value
+                .to_str()
+                .unwrap_or_default()
+                .split(',')
+                .all(|coding| coding.trim().eq_ignore_ascii_case("identity"))
+        });
+    if encoded {
+        let refusal = crate::error::ApiError::UnsupportedMediaType(
+            "request bodies must not be compressed: send them without Content-Encoding".to_owned(),
+        )
+        .error_response();
+        return Ok(req.into_response(refusal).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }

@@ -56,6 +56,12 @@ pub struct AddressBookSettings {
     pub retention_days: u32,
     /// How long a publisher's Idempotency-Key answers are kept (days).
     pub idempotency_days: u32,
+    /// Pages one partner organisation may fetch a minute (a token bucket per organisation,
+    /// per process); more answer 429 with Retry-After.
+    pub pages_per_minute: u32,
+    /// Pages one organisation may fetch at once before the per-minute rate applies (a full
+    /// sync of 1.5 million entries at limit 5000 is 300 pages).
+    pub page_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -273,6 +279,18 @@ impl Settings {
         anyhow::ensure!(
             self.publisher.client_id.is_empty() == self.publisher.jwks_file.is_empty(),
             "publisher.client_id and publisher.jwks_file are set together"
+        );
+        anyhow::ensure!(
+            (1..=3650).contains(&self.address_book.retention_days),
+            "address_book.retention_days must be between 1 and 3650"
+        );
+        anyhow::ensure!(
+            (1..=365).contains(&self.address_book.idempotency_days),
+            "address_book.idempotency_days must be between 1 and 365"
+        );
+        anyhow::ensure!(
+            self.address_book.pages_per_minute >= 1 && self.address_book.page_burst >= 1,
+            "address_book.pages_per_minute and address_book.page_burst must be at least 1"
         );
         anyhow::ensure!(
             self.server.body_timeout_seconds >= 1,

@@ -7,7 +7,7 @@
 //! interruption (or after fixing a bad line), batches already committed are recognised and
 //! skipped without being applied twice; nothing acknowledged is lost or doubled.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 
 use anyhow::Context as _;
@@ -179,12 +179,17 @@ pub fn import(
     let mut line = String::new();
     let result = loop {
         line.clear();
-        let read = match reader.read_line(&mut line) {
+        let read = match (&mut reader).take(MAX_LINE_BYTES + 1).read_line(&mut line) {
             Ok(read) => read,
             Err(error) => break Err(anyhow::Error::from(error).context("reading the file")),
         };
         if read > 0 {
             number += 1;
+            if read as u64 > MAX_LINE_BYTES {
+                break Err(anyhow::anyhow!(
+                    "line {number}: longer than {MAX_LINE_BYTES} bytes (one operation a line)"
+                ));
+            }
             let text = line.trim_end_matches(['\n', '\r']);
             if !text.trim().is_empty() {
                 pending.push((number, text.to_owned()));
@@ -213,6 +218,9 @@ pub fn import(
         .context("sealing the audit records this import wrote")?;
     result.map(|()| report)
 }
+
+/// The longest line an import reads (a whole entry is a few hundred bytes).
+const MAX_LINE_BYTES: u64 = 1 << 20;
 
 /// A deterministic pseudo-random sequence (SplitMix64): the same seed, the same directory.
 struct Rng(u64);

@@ -263,6 +263,11 @@ impl Application {
             audit_keys,
             recorder: crate::audit_log::AuditRecorder::start(db.clone()),
             directory,
+            page_limiter: Arc::new(crate::rate_limit::RateLimiter::per_minute(
+                settings.address_book.pages_per_minute,
+                settings.address_book.page_burst,
+                settings.server.rate_limit_tracked_clients,
+            )),
             issuances: issuance_committer(db.clone(), clock.clone()),
             services,
             organisations: db.clone(),
@@ -345,6 +350,7 @@ impl Application {
                 .app_data(web::Data::new(crate::body_deadline::BodyDeadline(
                     body_timeout,
                 )))
+                .wrap(from_fn(crate::body_deadline::refuse_encoded_bodies))
                 .wrap(from_fn(crate::body_deadline::body_deadline))
                 .wrap(from_fn(crate::security_headers::security_headers))
                 .wrap(from_fn(telemetry::request_id))

@@ -60,6 +60,8 @@ pub struct AppState {
     pub page_tokens: crate::page_token::PageTokens,
     /// The national directory: ingest and address-book sync.
     pub directory: gateway_domain::services::directory::DirectoryService,
+    /// Address-book pages per partner organisation (`address_book.pages_per_minute`).
+    pub page_limiter: Arc<crate::rate_limit::RateLimiter<gateway_domain::OrganisationId>>,
     /// Group-commit audit recording for data endpoints' disclosures.
     pub recorder: crate::audit_log::AuditRecorder,
     /// Group commit of token issuances (replay cache, key use, audit record): `true` when

@@ -282,10 +282,11 @@ impl DirectoryBatch {
                 }
             }
         }
-        let mut emails: HashMap<&str, usize> = HashMap::new();
+        // Emails compare without regard to case, as mailboxes do.
+        let mut emails: HashMap<String, usize> = HashMap::new();
         for (operation, &i) in operations.iter().zip(&indexes) {
             if let DirectoryOperation::Upsert(entry) = operation {
-                if let Some(first) = emails.insert(entry.email.as_str(), i) {
+                if let Some(first) = emails.insert(entry.email.as_str().to_lowercase(), i) {
                     errors.push(FieldError::new(
                         format!("operations[{}].entry.email", first.max(i)),
                         "email_unique",

@@ -30,7 +30,22 @@ pub(crate) fn bounded_text(
             "must not contain control characters",
         ));
     }
+    if value.chars().any(is_invisible) {
+        return Err(RuleViolation::new(
+            "no_invisible_characters",
+            "must not contain invisible formatting characters (bidirectional overrides, zero-width spaces, line or paragraph separators)",
+        ));
+    }
     Ok(value.to_owned())
+}
+
+/// Characters that change how text around them shows without showing themselves: a name
+/// holding them can pass for another (the joiners U+200C and U+200D stay allowed: some
+/// scripts need them).
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{200B}' | '\u{200E}' | '\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{061C}' | '\u{00AD}')
 }
 
 macro_rules! bounded_text_type {
@@ -98,6 +113,20 @@ bounded_text_type!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invisible_formatting_characters_are_refused() {
+        for sneaky in [
+            "Ada\u{202E}ecalevol",
+            "Ada\u{200B}Lovelace",
+            "Ada\u{2028}Lovelace",
+            "\u{FEFF}Ada",
+        ] {
+            let error = bounded_text(sneaky, 1, 50, false).unwrap_err();
+            assert_eq!(error.rule, "no_invisible_characters", "{sneaky:?}");
+        }
+        assert!(bounded_text("Mohammad\u{200C}Reza", 1, 50, false).is_ok());
+    }
 
     #[test]
     fn names_are_trimmed_and_bounded() {

@@ -31,6 +31,8 @@ use crate::error::TxError;
 use crate::models::to_db_time;
 use crate::schema::{directory_changes, directory_entries, directory_feed, idempotency_keys};
 
+diesel::define_sql_function!(fn lower(text: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
 /// Rows per `IN (...)` list: well inside both backends' bind-parameter limits.
 const IN_CHUNK: usize = 5_000;
 
@@ -207,102 +209,137 @@ impl DirectoryRepository for Database {
     ) -> Result<BatchOutcome, RepositoryError> {
         let at = to_db_time(at);
         let ids: Vec<String> = operations.iter().map(|op| op.id().to_string()).collect();
-        self.write(|conn| {
-            crate::dialect::lock_directory_entries(conn, &ids)?;
-            let current: HashMap<String, EntryRow> = load_rows(conn, &ids)?
-                .into_iter()
-                .map(|row| (row.id.clone(), row))
-                .collect();
+        let attempt = || {
+            self.write(|conn| {
+                crate::dialect::lock_directory_entries(conn, &ids)?;
+                let current: HashMap<String, EntryRow> = load_rows(conn, &ids)?
+                    .into_iter()
+                    .map(|row| (row.id.clone(), row))
+                    .collect();
 
-            let mut outcome = BatchOutcome::default();
-            let mut upserts = Vec::new();
-            let mut deletes = Vec::new();
-            let mut changes = Vec::new();
-            for (op, id) in operations.iter().zip(&ids) {
-                let before = current.get(id);
-                let before_state = before.map_or(EntryState::Absent, EntryRow::state);
-                let after_state = match op {
-                    DirectoryOperation::Upsert(entry) => {
-                        let row = EntryRow::from_entry(entry, at);
-                        if before.is_some_and(|b| b.deleted_at.is_none() && b.same_content(&row)) {
-                            outcome.unchanged += 1;
-                            continue;
+                let mut outcome = BatchOutcome::default();
+                let mut upserts = Vec::new();
+                let mut deletes = Vec::new();
+                let mut changes = Vec::new();
+                for (op, id) in operations.iter().zip(&ids) {
+                    let before = current.get(id);
+                    let before_state = before.map_or(EntryState::Absent, EntryRow::state);
+                    let after_state = match op {
+                        DirectoryOperation::Upsert(entry) => {
+                            let row = EntryRow::from_entry(entry, at);
+                            if before
+                                .is_some_and(|b| b.deleted_at.is_none() && b.same_content(&row))
+                            {
+                                outcome.unchanged += 1;
+                                continue;
+                            }
+                            upserts.push(row);
+                            outcome.upserted += 1;
+                            entry.state()
                         }
-                        upserts.push(row);
-                        outcome.upserted += 1;
-                        entry.state()
-                    }
-                    DirectoryOperation::Delete(_) => {
-                        if before_state == EntryState::Absent {
-                            outcome.unchanged += 1;
-                            continue;
+                        DirectoryOperation::Delete(_) => {
+                            if before_state == EntryState::Absent {
+                                outcome.unchanged += 1;
+                                continue;
+                            }
+                            deletes.push(id.clone());
+                            outcome.deleted += 1;
+                            EntryState::Absent
                         }
-                        deletes.push(id.clone());
-                        outcome.deleted += 1;
-                        EntryState::Absent
-                    }
-                };
-                let (before_ods, before_hidden) = columns(&before_state);
-                let (after_ods, after_hidden) = columns(&after_state);
-                changes.push(NewChangeRow {
-                    entry_id: id.clone(),
-                    changed_at: at,
-                    before_ods,
-                    before_hidden,
-                    after_ods,
-                    after_hidden,
-                });
-            }
+                    };
+                    let (before_ods, before_hidden) = columns(&before_state);
+                    let (after_ods, after_hidden) = columns(&after_state);
+                    changes.push(NewChangeRow {
+                        entry_id: id.clone(),
+                        changed_at: at,
+                        before_ods,
+                        before_hidden,
+                        after_ods,
+                        after_hidden,
+                    });
+                }
 
-            // An email may move between entries of one batch, but not take another's.
-            let changing: HashSet<&str> = changes.iter().map(|c| c.entry_id.as_str()).collect();
-            let emails: Vec<String> = upserts.iter().map(|r| r.email.clone()).collect();
-            let wanted: HashMap<&str, &str> = upserts
-                .iter()
-                .map(|r| (r.email.as_str(), r.id.as_str()))
-                .collect();
-            for chunk in emails.chunks(IN_CHUNK) {
-                let holders: Vec<(String, String)> = directory_entries::table
-                    .filter(directory_entries::deleted_at.is_null())
-                    .filter(directory_entries::email.eq_any(chunk))
-                    .select((directory_entries::id, directory_entries::email))
-                    .load(conn)?;
-                for (holder, email) in holders {
-                    if wanted.get(email.as_str()) != Some(&holder.as_str())
-                        && !changing.contains(holder.as_str())
-                    {
-                        return Err(RepositoryError::from(Conflict::EmailTaken(email)).into());
+                // An email may move between entries of one batch, but not take another's. Emails
+                // compare without regard to case (the unique index is on lower(email)).
+                let changing: HashSet<&str> = changes.iter().map(|c| c.entry_id.as_str()).collect();
+                let emails: Vec<String> = upserts.iter().map(|r| r.email.to_lowercase()).collect();
+                let wanted: HashMap<&str, &str> = emails
+                    .iter()
+                    .zip(&upserts)
+                    .map(|(email, r)| (email.as_str(), r.id.as_str()))
+                    .collect();
+                for chunk in emails.chunks(IN_CHUNK) {
+                    let holders: Vec<(String, String)> = directory_entries::table
+                        .filter(directory_entries::deleted_at.is_null())
+                        .filter(lower(directory_entries::email).eq_any(chunk))
+                        .select((directory_entries::id, directory_entries::email))
+                        .load(conn)?;
+                    for (holder, email) in holders {
+                        if wanted.get(email.to_lowercase().as_str()) != Some(&holder.as_str())
+                            && !changing.contains(holder.as_str())
+                        {
+                            return Err(RepositoryError::from(Conflict::EmailTaken(email)).into());
+                        }
                     }
                 }
-            }
+                // Entries whose email changes give theirs up first (each takes its id, which is
+                // no email address, for the moment), so emails can move along a chain or swap
+                // within one batch whatever order its rows are written in.
+                let moving: Vec<&str> = upserts
+                    .iter()
+                    .filter(|row| {
+                        current
+                            .get(&row.id)
+                            .is_some_and(|b| b.deleted_at.is_none() && b.email != row.email)
+                    })
+                    .map(|row| row.id.as_str())
+                    .collect();
+                for chunk in moving.chunks(IN_CHUNK) {
+                    diesel::update(
+                        directory_entries::table.filter(directory_entries::id.eq_any(chunk)),
+                    )
+                    .set(directory_entries::email.eq(directory_entries::id))
+                    .execute(conn)?;
+                }
 
-            for chunk in deletes.chunks(IN_CHUNK) {
-                diesel::update(
-                    directory_entries::table.filter(directory_entries::id.eq_any(chunk)),
-                )
-                .set((
-                    directory_entries::deleted_at.eq(Some(at)),
-                    directory_entries::changed_at.eq(at),
-                ))
-                .execute(conn)?;
-            }
-            crate::dialect::upsert_entries(conn, &upserts)?;
-            crate::dialect::insert_changes(conn, &changes)?;
-            let (event, answer) = record(&outcome);
-            append_event(conn, &event)?;
-            if let Some(answer) = answer {
-                diesel::insert_into(idempotency_keys::table)
-                    .values((
-                        idempotency_keys::scope.eq(&answer.scope),
-                        idempotency_keys::idem_key.eq(&answer.key),
-                        idempotency_keys::request_sha256.eq(&answer.request_sha256),
-                        idempotency_keys::answer.eq(answer.answer.to_string()),
-                        idempotency_keys::created_at.eq(at),
+                for chunk in deletes.chunks(IN_CHUNK) {
+                    diesel::update(
+                        directory_entries::table.filter(directory_entries::id.eq_any(chunk)),
+                    )
+                    .set((
+                        directory_entries::deleted_at.eq(Some(at)),
+                        directory_entries::changed_at.eq(at),
                     ))
                     .execute(conn)?;
+                }
+                crate::dialect::upsert_entries(conn, &upserts)?;
+                crate::dialect::insert_changes(conn, &changes)?;
+                let (event, answer) = record(&outcome);
+                append_event(conn, &event)?;
+                if let Some(answer) = answer {
+                    diesel::insert_into(idempotency_keys::table)
+                        .values((
+                            idempotency_keys::scope.eq(&answer.scope),
+                            idempotency_keys::idem_key.eq(&answer.key),
+                            idempotency_keys::request_sha256.eq(&answer.request_sha256),
+                            idempotency_keys::answer.eq(answer.answer.to_string()),
+                            idempotency_keys::created_at.eq(at),
+                        ))
+                        .execute(conn)?;
+                }
+                Ok(outcome)
+            })
+        };
+        match attempt() {
+            // Another publisher's transaction gave an entry one of these emails after the check
+            // above read: once more, and the check names the email taken.
+            Err(RepositoryError::Conflict(Conflict::Unique { constraint }))
+                if constraint.contains("directory_entries_email") =>
+            {
+                attempt()
             }
-            Ok(outcome)
-        })
+            other => other,
+        }
     }
 
     fn idempotent_answer(
@@ -380,7 +417,6 @@ impl DirectoryRepository for Database {
     ) -> Result<ChangesPage, RepositoryError> {
         type Change = (i64, String, Option<String>, bool, Option<String>, bool);
         let (head, rows, entries) = self.read(|conn| {
-            let head = head_in(conn)?;
             let mut query = directory_changes::table
                 .filter(directory_changes::position.gt(after))
                 .order(directory_changes::position.asc())
@@ -428,6 +464,9 @@ impl DirectoryRepository for Database {
                 .into_iter()
                 .filter(|row| row.deleted_at.is_none())
                 .collect();
+            // Read last: on PostgreSQL (READ COMMITTED) a purge that committed while this read
+            // ran shows here, so the caller answers 410 rather than a page with a gap.
+            let head = head_in(conn)?;
             Ok((head, rows, entries))
         })?;
         let mut now: HashMap<String, DirectoryEntry> = HashMap::with_capacity(entries.len());

@@ -170,6 +170,39 @@ backend_tests! {
         assert_eq!(db.get_entry(id(1)).unwrap().unwrap().email.as_str(), "person0@nhs.net");
     }
 
+    fn emails_swap_and_move_along_a_chain_within_one_batch(backend) {
+        let store = TestDatabase::new(backend);
+        let db = Arc::new(store.open());
+        let email = |n: u128| entry(n, "RR8", false, 1).email;
+        apply(&db, &(0..3).map(|n| DirectoryOperation::Upsert(entry(n, "RR8", false, 1))).collect::<Vec<_>>()).unwrap();
+        // 0 and 1 swap; 2 takes a new address: in either order of the rows.
+        let with = |n: u128, from: u128| {
+            let mut e = entry(n, "RR8", false, 2);
+            e.email = email(from);
+            e
+        };
+        let mut fresh = entry(2, "RR8", false, 2);
+        fresh.email = entry(9, "RR8", false, 1).email;
+        apply(&db, &[DirectoryOperation::Upsert(with(0, 1)), DirectoryOperation::Upsert(with(1, 0)), DirectoryOperation::Upsert(fresh)]).unwrap();
+        let held = |n: u128| db.get_entry(id(n)).unwrap().unwrap().email.as_str().to_owned();
+        assert_eq!((held(0), held(1), held(2)), ("person1@nhs.net".into(), "person0@nhs.net".into(), "person9@nhs.net".into()));
+        // A chain: 0 takes 2's (person9), 2 takes 1's (person0), 1 takes a new one.
+        let mut new_one = entry(1, "RR8", false, 3);
+        new_one.email = entry(7, "RR8", false, 1).email;
+        let mut zero = entry(0, "RR8", false, 3);
+        zero.email = entry(9, "RR8", false, 1).email;
+        let mut two = entry(2, "RR8", false, 3);
+        two.email = email(0);
+        apply(&db, &[DirectoryOperation::Upsert(zero), DirectoryOperation::Upsert(two), DirectoryOperation::Upsert(new_one)]).unwrap();
+        assert_eq!((held(0), held(1), held(2)), ("person9@nhs.net".into(), "person7@nhs.net".into(), "person0@nhs.net".into()));
+        // Another case of a held address is the same mailbox: refused, naming the holder's.
+        let mut shouting = entry(5, "RR8", false, 1);
+        shouting.email = gateway_domain::EmailAddress::parse("PERSON9@nhs.net").unwrap();
+        let refused = apply(&db, &[DirectoryOperation::Upsert(shouting)]);
+        assert!(matches!(refused, Err(RepositoryError::Conflict(Conflict::EmailTaken(ref e))) if e == "person9@nhs.net"), "{refused:?}");
+        assert!(db.get_entry(id(5)).unwrap().is_none());
+    }
+
     fn idempotent_answers_are_stored_with_the_batch_once(backend) {
         let store = TestDatabase::new(backend);
         let db = Arc::new(store.open());

@@ -35,35 +35,74 @@ pub struct DirectoryEntryBody {
     pub email: String,
     #[schema(min_length = 1, max_length = 256)]
     pub display_name: String,
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[serde(deserialize_with = "nullable")]
+    #[schema(required = true, min_length = 1, max_length = 256)]
     pub given_name: Option<String>,
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[serde(deserialize_with = "nullable")]
+    #[schema(required = true, min_length = 1, max_length = 256)]
     pub surname: Option<String>,
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[serde(deserialize_with = "nullable")]
+    #[schema(required = true, min_length = 1, max_length = 256)]
     pub job_title: Option<String>,
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 256)]
+    #[serde(deserialize_with = "nullable")]
+    #[schema(required = true, min_length = 1, max_length = 256)]
     pub department: Option<String>,
     pub organisation: EntryOrganisation,
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 64)]
+    #[serde(deserialize_with = "nullable")]
+    #[schema(required = true, min_length = 1, max_length = 64)]
     pub office_phone: Option<String>,
-    #[serde(default)]
-    #[schema(min_length = 1, max_length = 64)]
+    #[serde(deserialize_with = "nullable")]
+    #[schema(required = true, min_length = 1, max_length = 64)]
     pub mobile_phone: Option<String>,
     /// Never shown to any partner.
-    #[serde(default)]
     pub hidden_from_address_book: bool,
+}
+
+/// A field that must be present, though it may be null: an upsert replaces the whole entry,
+/// so a field left out would silently clear what the entry had.
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::deserialize(d)
+}
+
+/// The most operations a batch may hold.
+pub const MAX_OPERATIONS: usize = gateway_domain::directory::MAX_BATCH;
+
+/// Reads at most `MAX_OPERATIONS` operations, refusing the batch at the next one, so an
+/// oversized body is never held whole in memory.
+fn bounded_operations<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<DirectoryOperationBody>, D::Error> {
+    struct Bounded;
+    impl<'de> serde::de::Visitor<'de> for Bounded {
+        type Value = Vec<DirectoryOperationBody>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "an array of at most {MAX_OPERATIONS} operations")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut operations =
+                Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_OPERATIONS));
+            while let Some(operation) = seq.next_element()? {
+                if operations.len() == MAX_OPERATIONS {
+                    return Err(serde::de::Error::custom(format!(
+                        "a batch holds at most {MAX_OPERATIONS} operations"
+                    )));
+                }
+                operations.push(operation);
+            }
+            Ok(operations)
+        }
+    }
+    d.deserialize_seq(Bounded)
 }
 
 /// One operation: a whole entry to create or replace, or an entry to delete.
 // Nearly every item is an upsert: boxing the entry would add an allocation to each of them.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(tag = "op", rename_all = "snake_case")]
 pub enum DirectoryOperationBody {
     Upsert {
         entry: DirectoryEntryBody,
@@ -72,6 +111,60 @@ pub enum DirectoryOperationBody {
         #[schema(format = Uuid)]
         id: String,
     },
+}
+
+/// Read as a plain object rather than serde's internally tagged enum, which buffers the
+/// operation and so loses the path of an error inside it: a missing field is then named
+/// `operations[3].entry.surname`, not `operations[3].surname`.
+impl<'de> Deserialize<'de> for DirectoryOperationBody {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        enum Op {
+            Upsert,
+            Delete,
+        }
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Flat {
+            op: Op,
+            entry: Option<DirectoryEntryBody>,
+            id: Option<String>,
+        }
+        match Flat::deserialize(d)? {
+            Flat {
+                op: Op::Upsert,
+                id: Some(_),
+                ..
+            } => Err(D::Error::unknown_field("id", &["op", "entry"])),
+            Flat {
+                op: Op::Upsert,
+                entry: None,
+                ..
+            } => Err(D::Error::missing_field("entry")),
+            Flat {
+                op: Op::Upsert,
+                entry: Some(entry),
+                ..
+            } => Ok(Self::Upsert { entry }),
+            Flat {
+                op: Op::Delete,
+                entry: Some(_),
+                ..
+            } => Err(D::Error::unknown_field("entry", &["op", "id"])),
+            Flat {
+                op: Op::Delete,
+                id: None,
+                ..
+            } => Err(D::Error::missing_field("id")),
+            Flat {
+                op: Op::Delete,
+                id: Some(id),
+                ..
+            } => Ok(Self::Delete { id }),
+        }
+    }
 }
 
 impl From<DirectoryOperationBody> for OperationForm {
@@ -109,6 +202,7 @@ impl From<DirectoryOperationBody> for OperationForm {
     {"op": "delete", "id": "6f1c2a7e-0000-4000-8000-000000000002"}
 ]}))]
 pub struct DirectoryChangesRequest {
+    #[serde(deserialize_with = "bounded_operations")]
     #[schema(min_items = 1, max_items = 10000)]
     pub operations: Vec<DirectoryOperationBody>,
 }

@@ -44,15 +44,21 @@ fn format_of(req: &HttpRequest) -> Format {
 /// A cell that a spreadsheet would run as a formula is neutralised (OWASP CSV injection):
 /// a leading `=`, `+`, `-`, `@`, tab or carriage return gets a `'` in front.
 pub(crate) fn csv_cell(value: &str) -> String {
-    let neutral = if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{value}")
+    if value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        csv_quoted(&format!("'{value}"))
+    } else {
+        csv_quoted(value)
+    }
+}
+
+/// A cell as RFC 4180 has it, value unchanged: quoted when it holds a comma, quote or line
+/// break, inner quotes doubled. For values already checked to be no formula's start
+/// (addresses, phone numbers, ids) that a receiving system must get verbatim.
+pub(crate) fn csv_quoted(value: &str) -> String {
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
     } else {
         value.to_owned()
-    };
-    if neutral.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", neutral.replace('"', "\"\""))
-    } else {
-        neutral
     }
 }
 

@@ -173,34 +173,37 @@ const CSV_HEADER: &str =
     "ExternalEmailAddress,Name,FirstName,LastName,DisplayName,Title,Department,Company,Phone,MobilePhone,Op,Id\r\n";
 
 fn csv_page(items: Vec<SyncItem>) -> String {
-    use crate::routes::audit::csv_cell;
+    use crate::routes::audit::{csv_cell, csv_quoted};
     let mut body = String::with_capacity(64 + items.len() * 160);
     body.push_str(CSV_HEADER);
-    let cell = |value: Option<&str>| csv_cell(value.unwrap_or_default());
+    // Free text is neutralised against spreadsheet formulas; addresses, phone numbers and
+    // ids (checked on ingest) go verbatim, so `+44 ...` stays a phone number in Exchange.
+    let text = |value: Option<&str>| csv_cell(value.unwrap_or_default());
+    let verbatim = |value: Option<&str>| csv_quoted(value.unwrap_or_default());
     for item in items {
         let cells: [String; 12] = match &item {
             SyncItem::Upsert { entry } => {
                 let flat = |v: &Option<Option<String>>| v.clone().flatten();
                 let e: &PartnerEntry = entry;
                 [
-                    cell(Some(&e.email)),
-                    cell(e.display_name.as_deref()),
-                    cell(flat(&e.given_name).as_deref()),
-                    cell(flat(&e.surname).as_deref()),
-                    cell(e.display_name.as_deref()),
-                    cell(flat(&e.job_title).as_deref()),
-                    cell(flat(&e.department).as_deref()),
-                    cell(e.organisation.as_ref().map(|o| o.name.as_str())),
-                    cell(flat(&e.office_phone).as_deref()),
-                    cell(flat(&e.mobile_phone).as_deref()),
+                    verbatim(Some(&e.email)),
+                    text(e.display_name.as_deref()),
+                    text(flat(&e.given_name).as_deref()),
+                    text(flat(&e.surname).as_deref()),
+                    text(e.display_name.as_deref()),
+                    text(flat(&e.job_title).as_deref()),
+                    text(flat(&e.department).as_deref()),
+                    text(e.organisation.as_ref().map(|o| o.name.as_str())),
+                    verbatim(flat(&e.office_phone).as_deref()),
+                    verbatim(flat(&e.mobile_phone).as_deref()),
                     "upsert".to_owned(),
-                    cell(Some(&e.id)),
+                    verbatim(Some(&e.id)),
                 ]
             }
             SyncItem::Delete { id, .. } => {
                 let mut row: [String; 12] = Default::default();
                 row[10] = "delete".to_owned();
-                row[11] = cell(Some(id));
+                row[11] = verbatim(Some(id));
                 row
             }
         };
@@ -241,6 +244,8 @@ fn csv_page(items: Vec<SyncItem>) -> String {
         (status = 403, description = "No address_book:read scope, or no agreement in force that grants it", body = Problem, content_type = "application/problem+json"),
         (status = 410, description = "Resync from scratch: the cursor's changes were purged, or your view changed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "A cursor that is not this gateway's or not yours (rule cursor_valid)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many pages this minute for your organisation: wait Retry-After seconds", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 500, description = "Internal error", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ),
@@ -267,6 +272,12 @@ pub async fn changes(
         )));
     }
     let grant = caller.granted(&state, Scope::AddressBookRead).await?;
+    state
+        .page_limiter
+        .check(caller.organisation, std::time::Instant::now())
+        .map_err(|wait| ApiError::RateLimited {
+            retry_after_seconds: crate::rate_limit::retry_after_seconds(wait),
+        })?;
     let scope = grant.address_book.as_ref().ok_or(ApiError::GrantInactive)?;
     let view = AddressBookView::of(scope);
     let who = caller.organisation.to_string();
@@ -317,11 +328,10 @@ pub async fn changes(
         .collect();
     let mut response = HttpResponse::Ok();
     response.insert_header((header::CACHE_CONTROL, "no-store"));
+    // CSV when it is the most preferred type (q-values honoured; `text/csv;q=0` is a no).
     let csv = req
-        .headers()
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|accept| accept.contains("text/csv"));
+        .get_header::<header::Accept>()
+        .is_some_and(|accept| accept.preference().essence_str() == "text/csv");
     if !csv {
         return Ok(response.json(AddressBookPage {
             items,
@@ -348,4 +358,31 @@ pub async fn changes(
             "attachment; filename=\"address-book.csv\"",
         ))
         .body(csv_page(items)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_neutralises_free_text_but_keeps_addresses_and_phones_verbatim() {
+        let entry = PartnerEntry {
+            id: "6f1c2a7e-0000-4000-8000-000000000001".into(),
+            email: "-dash@nhs.net".into(),
+            display_name: Some("=HYPERLINK(\"x\")".into()),
+            given_name: Some(Some("Ada, Countess".into())),
+            surname: Some(None),
+            job_title: None,
+            department: Some(Some("+Cardiology".into())),
+            organisation: None,
+            office_phone: Some(Some("+44 113 243 3144".into())),
+            mobile_phone: Some(None),
+        };
+        let csv = csv_page(vec![SyncItem::Upsert { entry }]);
+        let row = csv.split("\r\n").nth(1).unwrap();
+        assert_eq!(
+            row,
+            "-dash@nhs.net,\"'=HYPERLINK(\"\"x\"\")\",\"Ada, Countess\",,\"'=HYPERLINK(\"\"x\"\")\",,'+Cardiology,,+44 113 243 3144,,upsert,6f1c2a7e-0000-4000-8000-000000000001"
+        );
+    }
 }

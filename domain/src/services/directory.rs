@@ -147,7 +147,7 @@ impl DirectoryService {
                         .zip(&batch.indexes)
                         .find_map(|(op, i)| match op {
                             crate::directory::DirectoryOperation::Upsert(e)
-                                if e.email.as_str() == email =>
+                                if e.email.as_str().eq_ignore_ascii_case(&email) =>
                             {
                                 Some(*i)
                             }
@@ -161,7 +161,9 @@ impl DirectoryService {
                     ),
                 ])));
             }
-            Err(RepositoryError::Conflict(Conflict::Unique { .. })) if key.is_some() => {
+            Err(RepositoryError::Conflict(Conflict::Unique { constraint }))
+                if key.is_some() && constraint.contains("idempotency_keys") =>
+            {
                 // A concurrent retry with the same key committed first: its answer stands.
                 if let Some(replay) = key.map(|k| self.stored(k)).transpose()?.flatten() {
                     return Ok(replay);

@@ -24,6 +24,18 @@ async fn gateway(
     String,
     tempfile::TempDir,
 ) {
+    gateway_and(backend, |_| {}).await
+}
+
+async fn gateway_and(
+    backend: gateway_persistence::Backend,
+    tweak: impl FnOnce(&mut gateway_api::config::Settings),
+) -> (
+    TestApp,
+    crate::oidc_provider::OidcProvider,
+    String,
+    tempfile::TempDir,
+) {
     let dir = tempfile::tempdir().unwrap();
     let key = TestKey::new("ec_p256", "pub-1");
     let jwks_file = dir.path().join("publisher.jwks.json");
@@ -31,6 +43,7 @@ async fn gateway(
     let (app, provider) = gateway_with_provider_and(backend, |settings| {
         settings.publisher.client_id = PUBLISHER.into();
         settings.publisher.jwks_file = jwks_file.display().to_string();
+        tweak(settings);
     })
     .await;
     let assertion = sign(&key, &claims(PUBLISHER, &app.token_endpoint()));
@@ -195,6 +208,8 @@ e2e_tests! {
         assert_eq!(lines[1], format!("person4@nhs.net,Person 4,,,Person 4,Ward Sister,,,,,upsert,{}", uuid(4)));
         let gzip = reqwest::Client::new().get(app.url("/v1/address-book/changes")).bearer_auth(&token).header("Accept-Encoding", "gzip").send().await.unwrap();
         assert_eq!(gzip.headers()["content-encoding"], "gzip");
+        let refused_csv = reqwest::Client::new().get(app.url("/v1/address-book/changes")).bearer_auth(&token).header("Accept", "application/json, text/csv;q=0").send().await.unwrap();
+        assert_eq!(refused_csv.headers()["content-type"], "application/json", "text/csv;q=0 is a no");
 
         // Cursors: tampered, or another organisation's, are refused.
         let (status, problem) = page(&app, &token, Some(&format!("{cursor}x")), 10).await;
@@ -242,6 +257,23 @@ e2e_tests! {
         // Malformed JSON names the operation too.
         let (status, problem, _) = publish(&app, &publisher, None, &json!({"operations": [{"op": "rename", "id": uuid(1)}]})).await;
         assert_eq!(status, 400, "{problem}");
+
+        // A field left out is not a field cleared: refused, naming it.
+        let mut partial = entry(1, "RR8", false);
+        partial.as_object_mut().unwrap().remove("hidden_from_address_book");
+        let (status, problem, _) = publish(&app, &publisher, None, &json!({"operations": [upsert(partial)]})).await;
+        assert_eq!(status, 400, "{problem}");
+        assert_eq!(problem["errors"][0]["field"], "operations[0].entry.hidden_from_address_book", "{problem}");
+        let mut partial = entry(1, "RR8", false);
+        partial.as_object_mut().unwrap().remove("mobile_phone");
+        let (status, problem, _) = publish(&app, &publisher, None, &json!({"operations": [upsert(partial)]})).await;
+        assert_eq!((status, problem["errors"][0]["field"].as_str()), (400, Some("operations[0].entry.mobile_phone")), "{problem}");
+        // More than 10,000 operations: refused while reading.
+        let flood: Vec<Value> = (0..10_001).map(|n| json!({"op": "delete", "id": uuid(n)})).collect();
+        let (status, problem, _) = publish(&app, &publisher, None, &json!({"operations": flood})).await;
+        assert_eq!(status, 400, "{problem}");
+        assert!(problem.to_string().contains("at most 10000 operations"), "{problem}");
+        assert_eq!(db.feed_head().unwrap().head, 0);
 
         let body = json!({"operations": [upsert(entry(1, "RR8", false)), upsert(entry(2, "RR8", false))]});
         let (status, first, replayed) = publish(&app, &publisher, Some("batch-0001"), &body).await;
@@ -317,5 +349,45 @@ e2e_tests! {
         assert_eq!((status, problem["type"].as_str(), problem["status"].as_u64()), (410, Some("/problems/resync-required"), Some(410)), "{problem}");
         let (status, fresh) = page(&app, &token, None, 10).await;
         assert_eq!((status, fresh["reset"].as_bool(), fresh["items"].as_array().map(Vec::len)), (200, Some(true), Some(0)));
+    }
+
+    async fn compressed_bodies_and_page_floods_are_refused(backend) {
+        let (app, provider, publisher, _dir) = gateway_and(backend, |settings| {
+            settings.address_book.page_burst = 3;
+            settings.address_book.pages_per_minute = 1;
+        })
+        .await;
+        let body = json!({"operations": [upsert(entry(1, "RR8", false))]});
+        let response = reqwest::Client::new()
+            .post(app.url("/v1/directory/changes"))
+            .bearer_auth(&publisher)
+            .header("Content-Type", "application/json")
+            .header("Content-Encoding", "gzip")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 415);
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        let problem: Value = response.json().await.unwrap();
+        assert!(problem["detail"].as_str().unwrap().contains("Content-Encoding"), "{problem}");
+        use gateway_domain::DirectoryRepository;
+        assert_eq!(app.open_database().feed_head().unwrap().head, 0, "a refused body stores nothing");
+        let (status, _, _) = publish(&app, &publisher, None, &body).await;
+        assert_eq!(status, 200);
+
+        let (partner, _, _, _) = approved_partner(&app, &provider, 1, agreement(&["RR8"], &["display_name"])).await;
+        let token = app.access_token(partner.id, &partner.key).await;
+        for _ in 0..3 {
+            assert_eq!(page(&app, &token, None, 10).await.0, 200);
+        }
+        let response = reqwest::Client::new().get(app.url("/v1/address-book/changes")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(response.status(), 429);
+        let wait: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=60).contains(&wait), "{wait}");
+        // The bucket is the organisation's: another partner still syncs.
+        let (other, _, _, _) = approved_partner(&app, &provider, 2, agreement(&["RR8"], &["display_name"])).await;
+        let other_token = app.access_token(other.id, &other.key).await;
+        assert_eq!(page(&app, &other_token, None, 10).await.0, 200);
     }
 }
