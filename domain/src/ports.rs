@@ -707,22 +707,33 @@ pub trait DirectoryRepository: Send + Sync {
 
     fn feed_head(&self) -> Result<FeedHead, RepositoryError>;
 
-    /// Present, unhidden entries of `organisations` with ids above `after`, in id order, at
-    /// most `limit`, read in one transaction.
+    /// Present, unhidden entries of `organisations` with ids above `after` (and at most
+    /// `through`, when given), in id order, at most `limit`, read in one transaction.
     fn entries_page(
         &self,
         organisations: &crate::agreement::OdsSelection,
         after: Option<crate::directory::EntryId>,
+        through: Option<crate::directory::EntryId>,
         limit: i64,
     ) -> Result<Vec<crate::directory::DirectoryEntry>, RepositoryError>;
 
-    /// Positioned changes above `after` whose before- or after-state is a present, unhidden
-    /// entry of `organisations`, by position, at most `limit`, with the head, read in one
-    /// transaction.
+    /// The id of the `window`-th entry (of any state) above `after`, in id order; `None` when
+    /// fewer remain. A page of a narrow view scans no further than this.
+    fn entry_scan_bound(
+        &self,
+        after: Option<crate::directory::EntryId>,
+        window: i64,
+    ) -> Result<Option<crate::directory::EntryId>, RepositoryError>;
+
+    /// Positioned changes above `after` and at most `through` (and the head) whose before- or
+    /// after-state is a present, unhidden entry of `organisations`, by position, at most
+    /// `limit`. The head is read before the changes (every position up to it is visible), and
+    /// `purged_through` after them (a purge that ran meanwhile shows).
     fn changes_after(
         &self,
         organisations: &crate::agreement::OdsSelection,
         after: i64,
+        through: i64,
         limit: i64,
     ) -> Result<ChangesPage, RepositoryError>;
 

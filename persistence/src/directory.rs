@@ -387,6 +387,7 @@ impl DirectoryRepository for Database {
         &self,
         organisations: &OdsSelection,
         after: Option<EntryId>,
+        through: Option<EntryId>,
         limit: i64,
     ) -> Result<Vec<DirectoryEntry>, RepositoryError> {
         let rows: Vec<EntryRow> = self.single(|conn| {
@@ -400,6 +401,9 @@ impl DirectoryRepository for Database {
             if let Some(after) = after {
                 query = query.filter(directory_entries::id.gt(after.to_string()));
             }
+            if let Some(through) = through {
+                query = query.filter(directory_entries::id.le(through.to_string()));
+            }
             if let OdsSelection::Only(codes) = organisations {
                 let codes: Vec<&str> = codes.iter().map(OdsCode::as_str).collect();
                 query = query.filter(directory_entries::ods_code.eq_any(codes));
@@ -409,16 +413,39 @@ impl DirectoryRepository for Database {
         rows.into_iter().map(EntryRow::into_entry).collect()
     }
 
+    fn entry_scan_bound(
+        &self,
+        after: Option<EntryId>,
+        window: i64,
+    ) -> Result<Option<EntryId>, RepositoryError> {
+        let bound: Option<String> = self.single(|conn| {
+            let mut query = directory_entries::table
+                .select(directory_entries::id)
+                .order(directory_entries::id.asc())
+                .offset(window.max(1) - 1)
+                .limit(1)
+                .into_boxed();
+            if let Some(after) = after {
+                query = query.filter(directory_entries::id.gt(after.to_string()));
+            }
+            Ok(query.first(conn).optional()?)
+        })?;
+        bound.as_deref().map(entry_id).transpose()
+    }
+
     fn changes_after(
         &self,
         organisations: &OdsSelection,
         after: i64,
+        through: i64,
         limit: i64,
     ) -> Result<ChangesPage, RepositoryError> {
         type Change = (i64, String, Option<String>, bool, Option<String>, bool);
         let (head, rows, entries) = self.read(|conn| {
+            let head = head_in(conn)?;
             let mut query = directory_changes::table
                 .filter(directory_changes::position.gt(after))
+                .filter(directory_changes::position.le(through.min(head.head)))
                 .order(directory_changes::position.asc())
                 .limit(limit)
                 .select((
@@ -464,9 +491,18 @@ impl DirectoryRepository for Database {
                 .into_iter()
                 .filter(|row| row.deleted_at.is_none())
                 .collect();
-            // Read last: on PostgreSQL (READ COMMITTED) a purge that committed while this read
-            // ran shows here, so the caller answers 410 rather than a page with a gap.
-            let head = head_in(conn)?;
+            // The head was read first: every position up to it was visible then, and none
+            // after it is served. Purges are read last: on PostgreSQL (READ COMMITTED) one
+            // that committed while this read ran shows here, so the caller answers 410
+            // rather than a page with a gap.
+            let purged_through: i64 = directory_feed::table
+                .filter(directory_feed::id.eq(1))
+                .select(directory_feed::purged_through)
+                .first(conn)?;
+            let head = FeedHead {
+                purged_through: purged_through.max(head.purged_through),
+                ..head
+            };
             Ok((head, rows, entries))
         })?;
         let mut now: HashMap<String, DirectoryEntry> = HashMap::with_capacity(entries.len());

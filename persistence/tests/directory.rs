@@ -14,7 +14,7 @@ use gateway_domain::agreement::{AddressBookAttribute, OdsSelection};
 use gateway_domain::directory::{
     AddressBookView, BatchOutcome, DirectoryEntry, DirectoryOperation, EntryForm, EntryId, FeedItem,
 };
-use gateway_domain::services::directory::{DirectoryService, SyncPosition};
+use gateway_domain::services::directory::{DirectoryService, ScanWindows, SyncPosition};
 use gateway_domain::services::ServiceError;
 use gateway_domain::{
     Actor, AuditAction, Conflict, DirectoryRepository, FixedClock, IdempotentAnswer, NewAuditEvent,
@@ -89,7 +89,9 @@ fn view(organisations: OdsSelection) -> AddressBookView {
 
 type Replica = BTreeMap<EntryId, DirectoryEntry>;
 
-/// Applies pages from `position` until there is no more; returns where it stopped.
+/// Applies pages from `position` until there is no more; returns where it stopped. Pages
+/// scan through small windows (3 entries, 4 positions), so the streams cross many window
+/// edges, with pages that hold fewer items than asked, or none.
 fn sync(
     svc: &DirectoryService,
     view: &AddressBookView,
@@ -98,7 +100,11 @@ fn sync(
     limit: i64,
 ) -> SyncPosition {
     loop {
-        let page = svc.page(view, position, limit).unwrap();
+        let windows = ScanWindows {
+            entries: 3,
+            positions: 4,
+        };
+        let page = svc.page_within(view, position, limit, windows).unwrap();
         if page.reset {
             replica.clear();
         }
@@ -151,7 +157,7 @@ backend_tests! {
         // The deleted entry comes back with a new upsert.
         assert_eq!(apply(&db, &[DirectoryOperation::Upsert(entry(1, "RR8", false, 2))]).unwrap().upserted, 1);
         assert_eq!(db.sequence_changes(100).unwrap(), 2);
-        let page = db.changes_after(&OdsSelection::All, 3, 10).unwrap();
+        let page = db.changes_after(&OdsSelection::All, 3, i64::MAX, 10).unwrap();
         assert_eq!(page.changes.iter().map(|c| c.0.position).collect::<Vec<_>>(), [4, 5]);
     }
 
@@ -281,7 +287,7 @@ backend_tests! {
                     let mut after = 0;
                     loop {
                         let done = drained.load(Ordering::Relaxed);
-                        let page = db.changes_after(&OdsSelection::All, after, 5).unwrap();
+                        let page = db.changes_after(&OdsSelection::All, after, i64::MAX, 5).unwrap();
                         for (change, _) in &page.changes {
                             seen.push(change.position);
                         }

@@ -222,6 +222,9 @@ fn csv_page(items: Vec<SyncItem>) -> String {
 /// `deleted`, `left_scope` or `hidden`). Apply the pages in order and your copy converges to
 /// exactly your view: entries of the organisations your agreement covers, never hidden ones,
 /// with only the attributes it grants. Keep `next_cursor` and ask again later for new changes.
+/// A page reads at most 50,000 entries or 100,000 feed positions, so a page of a view that
+/// covers few organisations may hold fewer items than `limit`, even none, with `has_more`
+/// true: keep following `next_cursor` while `has_more` is true.
 ///
 /// Your grant is checked on every request. A cursor whose changes are no longer kept (older
 /// than the retention, 180 days by default) or from before your view changed answers 410

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::agreement::OdsSelection;
 use crate::audit::AuditAction;
 use crate::clock::Clock;
 use crate::directory::{
@@ -59,6 +60,24 @@ pub struct IdempotencyKey {
     pub scope: String,
     pub key: String,
     pub request_sha256: String,
+}
+
+/// How far one page may scan (see `DirectoryService::page_within`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScanWindows {
+    /// Entries (of any organisation) one snapshot page of a narrow view reads at most.
+    pub entries: i64,
+    /// Feed positions one page reads at most.
+    pub positions: i64,
+}
+
+impl Default for ScanWindows {
+    fn default() -> Self {
+        Self {
+            entries: 50_000,
+            positions: 100_000,
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -206,6 +225,19 @@ impl DirectoryService {
         position: SyncPosition,
         limit: i64,
     ) -> ServiceResult<SyncPage> {
+        self.page_within(view, position, limit, ScanWindows::default())
+    }
+
+    /// `page`, with the scan bounded by `windows`: a page of a view that covers a few
+    /// organisations reads at most `windows.entries` entries or `windows.positions` feed
+    /// positions, and may then hold fewer items than asked (even none) with `has_more`.
+    pub fn page_within(
+        &self,
+        view: &AddressBookView,
+        position: SyncPosition,
+        limit: i64,
+        windows: ScanWindows,
+    ) -> ServiceResult<SyncPage> {
         let limit = limit.max(1);
         let full = usize::try_from(limit).unwrap_or(usize::MAX);
         match position {
@@ -218,14 +250,22 @@ impl DirectoryService {
                 if head < now.purged_through || head > now.head {
                     return Err(ServiceError::Gone);
                 }
-                let entries = self
-                    .directory
-                    .entries_page(&view.organisations, after, limit)?;
-                let next = match entries.last() {
-                    Some(last) if entries.len() == full => SyncPosition::Snapshot {
+                // Every organisation: nearly every entry scanned is served, no bound needed.
+                let bound = match view.organisations {
+                    OdsSelection::All => None,
+                    OdsSelection::Only(_) => {
+                        self.directory.entry_scan_bound(after, windows.entries)?
+                    }
+                };
+                let entries =
+                    self.directory
+                        .entries_page(&view.organisations, after, bound, limit)?;
+                let next = match (entries.last(), bound) {
+                    (Some(last), _) if entries.len() == full => SyncPosition::Snapshot {
                         head,
                         after: last.id,
                     },
+                    (_, Some(bound)) => SyncPosition::Snapshot { head, after: bound },
                     _ => SyncPosition::Feed { after: head },
                 };
                 let has_more = matches!(next, SyncPosition::Snapshot { .. }) || now.head > head;
@@ -239,17 +279,18 @@ impl DirectoryService {
                 })
             }
             SyncPosition::Feed { after } => {
-                let page = self
-                    .directory
-                    .changes_after(&view.organisations, after, limit + 1)?;
+                let through = after.saturating_add(windows.positions.max(1));
+                let page =
+                    self.directory
+                        .changes_after(&view.organisations, after, through, limit + 1)?;
                 if after < page.head.purged_through || after > page.head.head {
                     return Err(ServiceError::Gone);
                 }
-                let has_more = page.changes.len() > full;
+                let more_rows = page.changes.len() > full;
                 let changes = &page.changes[..page.changes.len().min(full)];
                 let to = match changes.last() {
-                    Some((last, _)) if has_more => last.position,
-                    _ => page.head.head,
+                    Some((last, _)) if more_rows => last.position,
+                    _ => page.head.head.min(through),
                 };
                 let items = changes
                     .iter()
@@ -258,7 +299,7 @@ impl DirectoryService {
                 Ok(SyncPage {
                     items,
                     next: SyncPosition::Feed { after: to },
-                    has_more,
+                    has_more: to < page.head.head,
                     reset: false,
                     from: after,
                     to,

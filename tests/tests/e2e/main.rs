@@ -10,6 +10,7 @@ mod support;
 mod abuse;
 mod address_book;
 mod audit;
+mod bench_address_book;
 mod credentials;
 mod domains;
 mod health;

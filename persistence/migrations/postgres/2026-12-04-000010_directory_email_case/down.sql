@@ -1,5 +1,2 @@
-DROP INDEX directory_changes_before_scope;
-DROP INDEX directory_changes_after_scope;
-DROP INDEX directory_entries_scope;
 DROP INDEX directory_entries_email;
 CREATE UNIQUE INDEX directory_entries_email ON directory_entries (email) WHERE deleted_at IS NULL;
