@@ -179,13 +179,16 @@ pub fn import(
     let mut line = String::new();
     let result = loop {
         line.clear();
-        let read = match (&mut reader).take(MAX_LINE_BYTES + 1).read_line(&mut line) {
+        let read = match (&mut reader).take(MAX_LINE_BYTES + 2).read_line(&mut line) {
             Ok(read) => read,
-            Err(error) => break Err(anyhow::Error::from(error).context("reading the file")),
+            Err(error) => {
+                break Err(anyhow::Error::from(error)
+                    .context(format!("reading line {} (is the file UTF-8?)", number + 1)))
+            }
         };
         if read > 0 {
             number += 1;
-            if read as u64 > MAX_LINE_BYTES {
+            if line.trim_end_matches(['\n', '\r']).len() as u64 > MAX_LINE_BYTES {
                 break Err(anyhow::anyhow!(
                     "line {number}: longer than {MAX_LINE_BYTES} bytes (one operation a line)"
                 ));
@@ -214,6 +217,8 @@ pub fn import(
     // Whatever was committed gets its feed positions and sealed audit records, also when a
     // bad line stopped the import.
     service.sequence_all().map_err(ApiError::from)?;
+    db.analyze_directory()
+        .context("refreshing the directory's planner statistics")?;
     crate::audit_log::seal_all(db.as_ref(), &gateway_persistence::Sha256Hasher)
         .context("sealing the audit records this import wrote")?;
     result.map(|()| report)

@@ -242,7 +242,7 @@ pub(crate) fn lock_directory_entries(
         buckets.dedup();
         // A publisher stuck behind another's locks gives up (503, retry) rather than queueing
         // for ever; the transaction's end resets it.
-        diesel::sql_query("SET LOCAL lock_timeout = '30s'").execute(c)?;
+        diesel::sql_query("SET LOCAL lock_timeout = '10s'").execute(c)?;
         diesel::sql_query(
             "SELECT pg_advisory_xact_lock($1, b) FROM (SELECT b FROM UNNEST($2::int[]) AS b ORDER BY b) AS ordered",
         )

@@ -200,6 +200,21 @@ fn head_in(conn: &mut DbConnection) -> Result<FeedHead, TxError> {
     })
 }
 
+impl Database {
+    /// Refreshes the planner's statistics of the directory tables after a bulk load.
+    /// PostgreSQL's autovacuum analyses a freshly loaded table only after a while; until then
+    /// the planner may sort the whole table for every snapshot page instead of walking the
+    /// primary key. (SQLite's planner needs no statistics for these queries.)
+    pub fn analyze_directory(&self) -> Result<(), RepositoryError> {
+        self.single(|conn| {
+            if let DbConnection::Postgres(c) = conn {
+                diesel::sql_query("ANALYZE directory_entries, directory_changes").execute(c)?;
+            }
+            Ok(())
+        })
+    }
+}
+
 impl DirectoryRepository for Database {
     fn apply_changes(
         &self,

@@ -52,8 +52,9 @@ pub(crate) fn csv_cell(value: &str) -> String {
 }
 
 /// A cell as RFC 4180 has it, value unchanged: quoted when it holds a comma, quote or line
-/// break, inner quotes doubled. For values already checked to be no formula's start
-/// (addresses, phone numbers, ids) that a receiving system must get verbatim.
+/// break, inner quotes doubled. For values a receiving system must get verbatim (addresses,
+/// phone numbers, ids for Exchange's contact import), which a spreadsheet might still read
+/// as a formula: such a file is for the import, not for opening in a spreadsheet.
 pub(crate) fn csv_quoted(value: &str) -> String {
     if value.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", value.replace('"', "\"\""))

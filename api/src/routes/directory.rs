@@ -274,13 +274,14 @@ pub async fn changes(
             )],
         )));
     }
-    let grant = caller.granted(&state, Scope::AddressBookRead).await?;
+    // Before the grant's database read: a refused page costs nothing.
     state
         .page_limiter
         .check(caller.organisation, std::time::Instant::now())
         .map_err(|wait| ApiError::RateLimited {
             retry_after_seconds: crate::rate_limit::retry_after_seconds(wait),
         })?;
+    let grant = caller.granted(&state, Scope::AddressBookRead).await?;
     let scope = grant.address_book.as_ref().ok_or(ApiError::GrantInactive)?;
     let view = AddressBookView::of(scope);
     let who = caller.organisation.to_string();
