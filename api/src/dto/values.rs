@@ -56,36 +56,38 @@ pub struct DnsNameSchema(String);
 )]
 pub struct EmailAddressSchema(String);
 
-/// An organisation's legal name: 2 to 200 characters, no control characters, not starting
-/// or ending with whitespace.
+/// An organisation's legal name: 2 to 200 characters, no control or invisible formatting
+/// characters (zero-width, bidirectional controls, tags), not starting or ending with
+/// whitespace.
 #[derive(Debug, ToSchema)]
 #[schema(
     as = OrganisationName,
-    pattern = r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]{0,198}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$",
+    pattern = r"^[^\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\u0000-\u001f\u007f-\u009f]{0,198}[^\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$",
     min_length = 2,
     max_length = 200,
     example = "Leeds Community Care"
 )]
 pub struct OrganisationNameSchema(String);
 
-/// A person's name: 1 to 200 characters, no control characters, not starting or ending with
-/// whitespace.
+/// A person's name: 1 to 200 characters, no control or invisible formatting characters
+/// (zero-width, bidirectional controls, tags), not starting or ending with whitespace.
 #[derive(Debug, ToSchema)]
 #[schema(
     as = PersonName,
-    pattern = r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\u0000-\u001f\u007f-\u009f]{0,198}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$",
+    pattern = r"^[^\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\u0000-\u001f\u007f-\u009f]{0,198}[^\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$",
     min_length = 1,
     max_length = 200,
     example = "Ada Lovelace"
 )]
 pub struct PersonNameSchema(String);
 
-/// A short title or job role: 1 to 200 characters, no control characters, not starting or
-/// ending with whitespace.
+/// A short title or job role: 1 to 200 characters, no control or invisible formatting
+/// characters (zero-width, bidirectional controls, tags), not starting or ending with
+/// whitespace.
 #[derive(Debug, ToSchema)]
 #[schema(
     as = ShortText,
-    pattern = r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\u0000-\u001f\u007f-\u009f]{0,198}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$",
+    pattern = r"^[^\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\u0000-\u001f\u007f-\u009f]{0,198}[^\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$",
     min_length = 1,
     max_length = 200,
     example = "Caldicott Guardian"
@@ -93,23 +95,25 @@ pub struct PersonNameSchema(String);
 pub struct ShortTextSchema(String);
 
 /// Why, for people and the audit trail: 1 to 2000 characters; line breaks and tabs allowed,
-/// other control characters not; not starting or ending with whitespace.
+/// other control and invisible formatting characters not; not starting or ending with
+/// whitespace.
 #[derive(Debug, ToSchema)]
 #[schema(
     as = Reason,
-    pattern = r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]{0,1998}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$",
+    pattern = r"^[^\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000](?:[^\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]{0,1998}[^\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$",
     min_length = 1,
     max_length = 2000,
     example = "Confirmed with the organisation's IT lead by phone."
 )]
 pub struct ReasonSchema(String);
 
-/// Why the organisation needs federation: 20 to 4000 characters; line breaks and tabs
-/// allowed, other control characters not; not starting or ending with whitespace.
+/// Why the organisation needs federation: 20 to 4000 characters; line breaks and tabs allowed,
+/// other control and invisible formatting characters not; not starting or ending with
+/// whitespace.
 #[derive(Debug, ToSchema)]
 #[schema(
     as = BusinessNeed,
-    pattern = r"^[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]{18,3998}[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$",
+    pattern = r"^[^\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]{18,3998}[^\u00ad\u034f\u061c\u115f\u1160\u180e\u200b\u200e\u200f\u2028-\u202e\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff9-\ufffb\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]$",
     min_length = 20,
     max_length = 4000,
     example = "Our district nurses need to find and email GP practice staff."
