@@ -27,6 +27,7 @@ pub struct Settings {
     pub audit: AuditSettings,
     pub dns: DnsSettings,
     pub address_book: AddressBookSettings,
+    pub free_busy: FreeBusySettings,
 }
 
 /// How domain-ownership proofs (TXT records) are resolved.
@@ -62,6 +63,16 @@ pub struct AddressBookSettings {
     /// Pages one organisation may fetch at once before the per-minute rate applies (a full
     /// sync of 1.5 million entries at limit 5000 is 300 pages).
     pub page_burst: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FreeBusySettings {
+    /// Free/busy queries one partner organisation may make a minute (a token bucket per
+    /// organisation, per process); more answer 429 with Retry-After.
+    pub queries_per_minute: u32,
+    /// Queries one organisation may make at once before the per-minute rate applies.
+    pub query_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -291,6 +302,10 @@ impl Settings {
         anyhow::ensure!(
             self.address_book.pages_per_minute >= 1 && self.address_book.page_burst >= 1,
             "address_book.pages_per_minute and address_book.page_burst must be at least 1"
+        );
+        anyhow::ensure!(
+            self.free_busy.queries_per_minute >= 1 && self.free_busy.query_burst >= 1,
+            "free_busy.queries_per_minute and free_busy.query_burst must be at least 1"
         );
         anyhow::ensure!(
             self.server.body_timeout_seconds >= 1,

@@ -551,11 +551,25 @@ async fn access_claims(
         .ok_or(ApiError::Unauthorized("invalid bearer token"))
 }
 
-/// The internal directory publisher, calling with a gateway access token carrying
-/// `directory:write`.
+/// The internal publisher (directory and calendars), calling with a gateway access token;
+/// each route requires the scope it needs (`directory:write`, `calendar:write`).
 #[derive(Debug, Clone)]
 pub struct PublisherCaller {
     pub client_id: String,
+    pub scopes: Vec<Scope>,
+}
+
+impl PublisherCaller {
+    /// Refuses (403) a token without `scope`.
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this token lacks the {scope} scope"
+            )))
+        }
+    }
 }
 
 impl FromRequest for PublisherCaller {
@@ -575,13 +589,9 @@ impl FromRequest for PublisherCaller {
                 .ok_or_else(|| {
                     ApiError::Forbidden("only the directory publisher may do this".to_owned())
                 })?;
-            if !claims.scopes().contains(&Scope::DirectoryWrite) {
-                return Err(ApiError::Forbidden(
-                    "this token lacks the directory:write scope".to_owned(),
-                ));
-            }
             Ok(PublisherCaller {
                 client_id: publisher.client_id.clone(),
+                scopes: claims.scopes(),
             })
         })
     }

@@ -16,6 +16,7 @@ pub mod error;
 pub mod extract;
 pub mod group_commit;
 pub mod housekeeping;
+pub mod icalendar;
 pub mod openapi;
 pub mod page_token;
 pub mod rate_limit;

@@ -29,6 +29,8 @@ use crate::error::{FieldProblem, Problem, ProblemKind};
         (name = "reviewers", description = "National reviewers: OpenID Connect sign-in and the organisation list"),
         (name = "directory", description = "The national directory's publisher: batches of entry changes (internal)"),
         (name = "address_book", description = "Address-book sync for approved partners: a snapshot of your view, then the change feed"),
+        (name = "calendars", description = "The national calendars' publisher: busy blocks and working hours per mailbox (internal)"),
+        (name = "free-busy", description = "Free/busy of national mailboxes for approved partners, as JSON or iCalendar"),
         (name = "audit", description = "The tamper-evident audit trail: sealed records, signed checkpoints, RFC 9162 proofs, verification"),
         (name = "operations", description = "Health, readiness and problem-type documentation"),
     ),

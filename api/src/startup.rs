@@ -263,6 +263,15 @@ impl Application {
             audit_keys,
             recorder: crate::audit_log::AuditRecorder::start(db.clone()),
             directory,
+            calendars: gateway_domain::services::calendars::CalendarService {
+                calendars: db.clone(),
+                clock: clock.clone(),
+            },
+            free_busy_limiter: Arc::new(crate::rate_limit::RateLimiter::per_minute(
+                settings.free_busy.queries_per_minute,
+                settings.free_busy.query_burst,
+                settings.server.rate_limit_tracked_clients,
+            )),
             page_limiter: Arc::new(crate::rate_limit::RateLimiter::per_minute(
                 settings.address_book.pages_per_minute,
                 settings.address_book.page_burst,

@@ -60,6 +60,10 @@ pub struct AppState {
     pub page_tokens: crate::page_token::PageTokens,
     /// The national directory: ingest and address-book sync.
     pub directory: gateway_domain::services::directory::DirectoryService,
+    /// Calendars: busy-block ingest and free/busy.
+    pub calendars: gateway_domain::services::calendars::CalendarService,
+    /// Free/busy queries per partner organisation (`free_busy.queries_per_minute`).
+    pub free_busy_limiter: Arc<crate::rate_limit::RateLimiter<gateway_domain::OrganisationId>>,
     /// Address-book pages per partner organisation (`address_book.pages_per_minute`).
     pub page_limiter: Arc<crate::rate_limit::RateLimiter<gateway_domain::OrganisationId>>,
     /// Group-commit audit recording for data endpoints' disclosures.

@@ -418,13 +418,16 @@ impl AddressBookView {
     }
 
     /// What `change` tells this view, given the entry as it is now (`None`: absent now).
-    pub fn item(&self, change: &FeedChange, now: Option<&DirectoryEntry>) -> Option<FeedItem> {
+    pub fn item(&self, change: &FeedChange, now: Option<DirectoryEntry>) -> Option<FeedItem> {
         if self.lists(&change.after) {
             // The entry as it is now, if it is still in the view; if it is not, a later change
             // took it out and will say so.
             return now
-                .filter(|entry| self.lists(&entry.state()))
-                .map(|entry| FeedItem::Upsert(entry.clone()));
+                .filter(|entry| {
+                    !entry.hidden_from_address_book
+                        && self.organisations.covers(&entry.organisation.ods_code)
+                })
+                .map(FeedItem::Upsert);
         }
         if self.lists(&change.before) {
             let reason = match &change.after {
@@ -550,7 +553,7 @@ mod tests {
         };
         let upsert = v.item(
             &change(EntryState::Absent, present("RR8", false)),
-            Some(&entry),
+            Some(entry.clone()),
         );
         assert_eq!(upsert, Some(FeedItem::Upsert(entry.clone())));
         // In the view after the change, but out of it now: a later change says so.
@@ -559,7 +562,7 @@ mod tests {
         assert_eq!(
             v.item(
                 &change(EntryState::Absent, present("RR8", false)),
-                Some(&moved)
+                Some(moved)
             ),
             None
         );

@@ -7,6 +7,7 @@ pub mod access;
 pub mod accreditation;
 pub mod agreement;
 pub mod audit;
+pub mod calendar;
 pub mod category;
 pub mod clock;
 pub mod contact;
@@ -42,11 +43,11 @@ pub use organisation::{
     OrganisationStatus, Version,
 };
 pub use ports::{
-    AgreementRepository, AuditFilter, AuditKey, AuditRepository, ChangesPage, Checkpoint, Conflict,
-    CredentialDigest, DirectoryRepository, EvidenceRepository, FeedHead, HealthCheck,
-    IdempotentAnswer, Issuance, OrganisationRepository, PartnerKeyRepository, RateLimitStore,
-    ReplayCache, RepositoryError, SealedRecord, SecureDomainRepository, SigningKeyRepository,
-    StoredCredential, StoredSigningKey, WindowCount,
+    AgreementRepository, AuditFilter, AuditKey, AuditRepository, CalendarRepository, ChangesPage,
+    Checkpoint, Conflict, CredentialDigest, DirectoryRepository, EvidenceRepository, FeedHead,
+    HealthCheck, IdempotentAnswer, Issuance, MailboxCalendar, OrganisationRepository,
+    PartnerKeyRepository, RateLimitStore, Replaced, ReplayCache, RepositoryError, SealedRecord,
+    SecureDomainRepository, SigningKeyRepository, StoredCredential, StoredSigningKey, WindowCount,
 };
 pub use session::{ReviewerSession, SessionEnd, SessionPolicy, SessionRepository};
 pub use validation::{FieldError, ValidationErrors};

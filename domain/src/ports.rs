@@ -751,3 +751,55 @@ pub trait DirectoryRepository: Send + Sync {
         id: crate::directory::EntryId,
     ) -> Result<Option<crate::directory::DirectoryEntry>, RepositoryError>;
 }
+
+/// What one replace of a mailbox's blocks did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replaced {
+    /// Blocks that started in the range before.
+    pub removed: usize,
+    /// Blocks the range holds now.
+    pub stored: usize,
+}
+
+/// One mailbox's calendar as a free/busy answer needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxCalendar {
+    /// The entry's email, lower-cased (the key asked addresses are matched on).
+    pub email_key: String,
+    /// The blocks overlapping the window asked, by start.
+    pub blocks: Vec<crate::calendar::BusyBlock>,
+    pub working_hours: Option<crate::calendar::WorkingHours>,
+}
+
+/// Busy blocks and working hours, per mailbox: a present directory entry's email, compared
+/// without regard to case.
+pub trait CalendarRepository: Send + Sync {
+    /// Replaces the blocks of `mailbox` whose start lies in `range` with `blocks`, in one
+    /// transaction; concurrent replaces of one mailbox take turns. MUST answer `NotFound`,
+    /// changing nothing, when no present entry has the address.
+    fn replace_blocks(
+        &self,
+        mailbox: &crate::contact::EmailAddress,
+        range: &crate::calendar::ReplaceRange,
+        blocks: &[crate::calendar::BusyBlock],
+    ) -> Result<Replaced, RepositoryError>;
+
+    /// Sets the working hours of `mailbox`; `NotFound` as for `replace_blocks`.
+    fn set_working_hours(
+        &self,
+        mailbox: &crate::contact::EmailAddress,
+        hours: &crate::calendar::WorkingHours,
+        at: DateTime<Utc>,
+    ) -> Result<(), RepositoryError>;
+
+    /// The calendars of those of `mailboxes` that are present, unhidden entries of
+    /// `organisations`, with their blocks overlapping `[from, to)`, read in one transaction;
+    /// the others are simply absent from the answer.
+    fn calendars(
+        &self,
+        mailboxes: &[crate::contact::EmailAddress],
+        organisations: &crate::agreement::OdsSelection,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<MailboxCalendar>, RepositoryError>;
+}

@@ -4,6 +4,7 @@
 
 mod agreements;
 mod audit;
+mod calendars;
 mod connection;
 mod database_url;
 mod dialect;

@@ -303,3 +303,27 @@ diesel::table! {
         created_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    calendar_blocks (id) {
+        id -> BigInt,
+        entry_id -> Text,
+        start_at -> Timestamp,
+        end_at -> Timestamp,
+        status -> Text,
+        subject -> Nullable<Text>,
+        location -> Nullable<Text>,
+        private -> Bool,
+    }
+}
+
+diesel::table! {
+    working_hours (entry_id) {
+        entry_id -> Text,
+        time_zone -> Text,
+        days -> Text,
+        start_time -> Text,
+        end_time -> Text,
+        changed_at -> Timestamp,
+    }
+}

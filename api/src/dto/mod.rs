@@ -3,6 +3,7 @@
 
 mod agreements;
 mod audit;
+mod calendars;
 mod credentials;
 mod directory;
 mod evidence;
@@ -15,6 +16,7 @@ pub mod values;
 
 pub use agreements::*;
 pub use audit::*;
+pub use calendars::*;
 pub use credentials::*;
 pub use directory::*;
 pub use evidence::*;

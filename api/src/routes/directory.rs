@@ -75,6 +75,7 @@ pub async fn publish(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    caller.require(Scope::DirectoryWrite)?;
     let is_json = req
         .mime_type()
         .ok()

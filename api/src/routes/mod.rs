@@ -9,6 +9,7 @@ use crate::extract::{RequestId, ReviewerCaller};
 
 pub mod agreements;
 pub mod audit;
+pub mod calendars;
 pub mod credentials;
 pub mod directory;
 pub mod domains;
@@ -55,6 +56,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
         .service(oauth::token)
         .service(directory::publish)
         .service(directory::changes)
+        .service(calendars::replace_busy)
+        .service(calendars::set_working_hours)
+        .service(calendars::free_busy)
         .service(oauth::jwks)
         .service(oauth::metadata)
         .service(reviewers::login)

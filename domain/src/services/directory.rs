@@ -287,14 +287,15 @@ impl DirectoryService {
                     return Err(ServiceError::Gone);
                 }
                 let more_rows = page.changes.len() > full;
-                let changes = &page.changes[..page.changes.len().min(full)];
+                let mut changes = page.changes;
+                changes.truncate(full);
                 let to = match changes.last() {
                     Some((last, _)) if more_rows => last.position,
                     _ => page.head.head.min(through),
                 };
                 let items = changes
-                    .iter()
-                    .filter_map(|(change, now)| view.item(change, now.as_ref()))
+                    .into_iter()
+                    .filter_map(|(change, now)| view.item(&change, now))
                     .collect();
                 Ok(SyncPage {
                     items,

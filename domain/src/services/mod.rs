@@ -19,6 +19,7 @@ use crate::validation::{FieldError, ValidationErrors};
 
 pub mod agreements;
 pub mod audit;
+pub mod calendars;
 pub mod directory;
 pub mod domains;
 pub mod evidence;

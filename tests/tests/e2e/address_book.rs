@@ -16,7 +16,7 @@ use crate::support::TestApp;
 const PUBLISHER: &str = "directory-publisher";
 
 /// A gateway with a configured publisher, and a token for it.
-async fn gateway(
+pub(crate) async fn gateway(
     backend: gateway_persistence::Backend,
 ) -> (
     TestApp,
@@ -27,7 +27,7 @@ async fn gateway(
     gateway_and(backend, |_| {}).await
 }
 
-async fn gateway_and(
+pub(crate) async fn gateway_and(
     backend: gateway_persistence::Backend,
     tweak: impl FnOnce(&mut gateway_api::config::Settings),
 ) -> (
@@ -56,11 +56,11 @@ async fn gateway_and(
     (app, provider, token, dir)
 }
 
-fn uuid(n: u32) -> String {
+pub(crate) fn uuid(n: u32) -> String {
     format!("00000000-0000-4000-8000-{n:012}")
 }
 
-fn entry(n: u32, ods: &str, hidden: bool) -> Value {
+pub(crate) fn entry(n: u32, ods: &str, hidden: bool) -> Value {
     json!({
         "id": uuid(n), "email": format!("person{n}@nhs.net"), "display_name": format!("Person {n}"),
         "given_name": "Ada", "surname": format!("Surname{n}"), "job_title": "Staff Nurse", "department": null,
@@ -69,11 +69,11 @@ fn entry(n: u32, ods: &str, hidden: bool) -> Value {
     })
 }
 
-fn upsert(entry: Value) -> Value {
+pub(crate) fn upsert(entry: Value) -> Value {
     json!({"op": "upsert", "entry": entry})
 }
 
-async fn publish(
+pub(crate) async fn publish(
     app: &TestApp,
     token: &str,
     key: Option<&str>,

@@ -254,6 +254,24 @@ async fn run(backend: Backend, file: &Path, visible: u64, work: &Path) {
         );
     }
     times.sort();
+    // For profiling: keep the server up with the delta's cursor, e.g. under `perf record -p`.
+    if let Some(hold) = std::env::var("BENCH_HOLD_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        let pid = server.0.id();
+        let cursor = cursor.as_deref().unwrap_or_default();
+        std::fs::write(
+            work.join(format!("hold-{}.env", backend.name())),
+            format!("PID={pid}\nBASE={base}\nTOKEN={token}\nCURSOR={cursor}\nDATABASE_URL={url}\n"),
+        )
+        .unwrap();
+        println!(
+            "BENCH holding pid {pid} for {hold} s: {}",
+            work.join(format!("hold-{}.env", backend.name())).display()
+        );
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+    }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
         "BENCH address_book backend={} entries={} visible={} import_s={:.1} import_lines_per_s={:.0} sync_s={:.2} sync_entries_per_s={:.0} pages={} server_peak_rss_mb={:.0} (idle {:.0}) delta_1000_ms_median={:.2} delta_1000_ms_p90={:.2}",

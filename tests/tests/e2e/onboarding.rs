@@ -299,6 +299,17 @@ pub(crate) async fn approved_partner(
     n: u32,
     body: Value,
 ) -> (Partner, Reviewer, Reviewer, String) {
+    approved_partner_with(app, provider, n, body, json!({"action": "approve"})).await
+}
+
+/// `approved_partner`, approved with `approval` (e.g. granting `limited_details`).
+pub(crate) async fn approved_partner_with(
+    app: &TestApp,
+    provider: &OidcProvider,
+    n: u32,
+    body: Value,
+    approval: Value,
+) -> (Partner, Reviewer, Reviewer, String) {
     let partner = Partner::new(app, n, TestKey::new("ed25519_a", &format!("k{n}"))).await;
     let evidence = partner.required_evidence(app, "2027-12-31").await;
     let aid = partner.submitted_agreement(app, body).await;
@@ -310,7 +321,7 @@ pub(crate) async fn approved_partner(
     }
     let (status, checked) = act(&reviewer, app, &aid, json!({"action": "check"})).await;
     assert_eq!(status, 200, "{checked}");
-    let (status, approved) = act(&approver, app, &aid, json!({"action": "approve"})).await;
+    let (status, approved) = act(&approver, app, &aid, approval).await;
     assert_eq!(status, 200, "{approved}");
     (partner, reviewer, approver, aid)
 }

@@ -1,0 +1,2 @@
+DROP TABLE working_hours;
+DROP TABLE calendar_blocks;
