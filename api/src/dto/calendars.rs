@@ -192,6 +192,7 @@ pub struct FreeBusyRequest {
     pub end: String,
     /// 5 to 1440; 30 when left out.
     #[schema(minimum = 5, maximum = 1440, default = 30)]
+    #[serde(default, deserialize_with = "super::values::optional_whole_number")]
     pub interval_minutes: Option<i64>,
     #[serde(default)]
     pub view: FreeBusyViewDto,

@@ -251,3 +251,62 @@ impl ToSchema for ScopeListSchema {
         std::borrow::Cow::Borrowed("ScopeList")
     }
 }
+
+/// Reads an optional JSON integer the way JSON Schema counts one: `234`
+/// and `234.0` are the same integer, `234.5` is not an integer. serde's
+/// `i64` refuses the second form, which a schema-valid client may send.
+pub fn optional_whole_number<'de, D>(deserializer: D) -> Result<Option<i64>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::de::{Deserialize, Error};
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(whole) = number.as_i64() {
+        return Ok(Some(whole));
+    }
+    match number.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+        _ => Err(D::Error::custom(format!(
+            "invalid value: `{number}` is not an integer in range"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::optional_whole_number;
+
+    #[derive(serde::Deserialize)]
+    struct Holder {
+        #[serde(default, deserialize_with = "optional_whole_number")]
+        n: Option<i64>,
+    }
+
+    fn read(json: &str) -> Result<Option<i64>, String> {
+        serde_json::from_str::<Holder>(json)
+            .map(|h| h.n)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn whole_numbers_in_either_spelling_are_integers() {
+        assert_eq!(read(r#"{"n": 234}"#), Ok(Some(234)));
+        assert_eq!(read(r#"{"n": 234.0}"#), Ok(Some(234)));
+        assert_eq!(read(r#"{"n": -5}"#), Ok(Some(-5)));
+        assert_eq!(read(r#"{"n": null}"#), Ok(None));
+        assert_eq!(read(r#"{}"#), Ok(None));
+    }
+
+    #[test]
+    fn fractions_strings_and_huge_floats_are_refused() {
+        assert!(read(r#"{"n": 234.5}"#)
+            .unwrap_err()
+            .contains("not an integer"));
+        assert!(read(r#"{"n": 1e300}"#)
+            .unwrap_err()
+            .contains("not an integer"));
+        assert!(read(r#"{"n": "30"}"#).is_err());
+    }
+}

@@ -11,6 +11,7 @@ mod abuse;
 mod address_book;
 mod audit;
 mod bench_address_book;
+mod bench_free_busy;
 mod calendars;
 mod credentials;
 mod domains;
